@@ -1,0 +1,1 @@
+//! Pure diff: (stored index, collected graph, complete types) → change plan.

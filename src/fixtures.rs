@@ -1,0 +1,1 @@
+//! The bundled fixture server: recorded API responses served on loopback.

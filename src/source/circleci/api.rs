@@ -1,0 +1,1 @@
+//! CircleCI API v2 wire types.

@@ -1,0 +1,1 @@
+//! CircleCI wire types → graph entities.

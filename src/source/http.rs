@@ -1,0 +1,1 @@
+//! The shared HTTP layer every source polls through.

@@ -1,0 +1,4 @@
+//! Sources and the one shared HTTP driver.
+
+pub mod circleci;
+pub mod http;
