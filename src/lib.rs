@@ -13,3 +13,7 @@ pub mod graph;
 pub mod run;
 pub mod source;
 pub mod store;
+pub mod cli;
+pub mod config;
+pub mod connection;
+pub mod sync;

@@ -108,7 +108,9 @@ impl Collected {
 
     /// Adds an already-validated entity. A key seen before keeps the first
     /// version and returns the duplicate report.
-    pub fn insert_entity(&mut self, entity: Entity) -> Result<(), Duplicate> {
+    pub fn insert_entity(&mut self, mut entity: Entity) -> Result<(), Duplicate> {
+        // Absent and null mean the same in a flat graph; keep one spelling.
+        entity.properties.retain(|_, v| !v.is_null());
         let props = canonical(&entity.properties);
         let hash = content_hash(&[&entity.ty, &entity.class, &props]);
         let ty = self.intern(&entity.ty);
@@ -134,7 +136,8 @@ impl Collected {
     }
 
     /// Adds an already-validated relationship; duplicates as for entities.
-    pub fn insert_relationship(&mut self, rel: Relationship) -> Result<(), Duplicate> {
+    pub fn insert_relationship(&mut self, mut rel: Relationship) -> Result<(), Duplicate> {
+        rel.properties.retain(|_, v| !v.is_null());
         let props = canonical(&rel.properties);
         let hash = content_hash(&[&rel.ty, &rel.class, &rel.from_key, &rel.to_key, &props]);
         let ty = self.intern(&rel.ty);

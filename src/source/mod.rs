@@ -1,4 +1,59 @@
-//! Sources and the one shared HTTP driver.
+//! Sources and the one shared HTTP driver. A source yields entities,
+//! relationships and step outcomes; it never touches the store.
 
 pub mod circleci;
+pub mod dag;
 pub mod http;
+
+use crate::config::IntegrationConfig;
+use crate::connection::{ConnectionType, Secrets};
+use crate::run::StepOutcome;
+use dag::{Progress, RunState};
+
+/// A connection as a run uses it: its type and resolved secrets.
+#[derive(Debug, Clone)]
+pub struct ResolvedConnection {
+    pub name: String,
+    pub ty: &'static ConnectionType,
+    pub secrets: Secrets,
+    pub requests_per_second: Option<u32>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    #[error("integration {integration:?}: {message}")]
+    Settings { integration: String, message: String },
+    #[error("connection {connection:?}: {message}")]
+    Connection { connection: String, message: String },
+}
+
+/// Every source Sextant knows. A closed enum: adding a source is adding a variant.
+pub enum SourceKind {
+    CircleCi(circleci::CircleCi),
+}
+
+impl SourceKind {
+    /// Builds the source an integration's connection type calls for.
+    pub fn new(integration: &IntegrationConfig, connection: &ResolvedConnection) -> Result<Self, SourceError> {
+        match connection.ty.name {
+            "circleci" => circleci::CircleCi::new(integration, connection).map(SourceKind::CircleCi),
+            other => Err(SourceError::Connection {
+                connection: connection.name.clone(),
+                message: format!("connection type {other:?} has no source yet"),
+            }),
+        }
+    }
+
+    pub fn name(&self) -> &'static str {
+        match self {
+            SourceKind::CircleCi(_) => "circleci",
+        }
+    }
+
+    /// Runs every step of the source once into `state`.
+    pub async fn collect(&self, state: &RunState, progress: Option<&Progress>) -> Vec<StepOutcome> {
+        match self {
+            SourceKind::CircleCi(source) => source.collect(state, progress).await,
+        }
+    }
+}

@@ -1,0 +1,138 @@
+//! The command line: clap definitions and dispatch, one file per command group.
+
+mod connection_type;
+mod demo;
+mod events;
+mod graph;
+mod sync;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+
+use crate::config::Config;
+use crate::graph::Schema;
+use crate::store::Store;
+
+/// Sextant keeps a live graph of your engineering estate: it polls sources
+/// such as CircleCI with stored API tokens, diffs what they return into a
+/// SQLite graph and emits change events.
+///
+/// Start with `sextant demo`: it needs no account, token or network.
+#[derive(Debug, Parser)]
+#[command(name = "sextant", version, max_term_width = 100)]
+pub struct Cli {
+    /// Data directory (database, master key). Defaults to the platform data dir.
+    #[arg(long, global = true, env = "SEXTANT_HOME", value_name = "DIR")]
+    pub home: Option<PathBuf>,
+    /// Config file declaring connections, integrations and alert rules.
+    /// Defaults to config.yaml in the data directory, if present.
+    #[arg(long, global = true, env = "SEXTANT_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// More logging on stderr (-v info, -vv debug, -vvv trace). RUST_LOG overrides.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the whole pipeline on bundled fixtures: a local CircleCI stand-in,
+    /// two syncs ("today" and "a day later") and the change events between them.
+    Demo(demo::DemoArgs),
+    /// Sync one integration once. Exit code 0 success, 3 partial, 1 failed.
+    Sync(sync::SyncArgs),
+    /// Read the stored graph.
+    #[command(subcommand)]
+    Graph(graph::GraphCommand),
+    /// Read change events (JSON lines).
+    #[command(subcommand)]
+    Events(events::EventsCommand),
+    /// Connection types and the fields of their secrets.
+    #[command(subcommand, name = "connection-type")]
+    ConnectionType(connection_type::ConnectionTypeCommand),
+}
+
+/// Where state lives for this invocation.
+pub struct Context {
+    pub home: PathBuf,
+    pub config_path: Option<PathBuf>,
+}
+
+impl Context {
+    pub fn new(cli: &Cli) -> anyhow::Result<Self> {
+        let home = match &cli.home {
+            Some(home) => home.clone(),
+            None => default_home()?,
+        };
+        Ok(Context {
+            home,
+            config_path: cli.config.clone(),
+        })
+    }
+
+    pub fn db_path(&self) -> PathBuf {
+        self.home.join("sextant.db")
+    }
+
+    /// Opens (creating if needed) the store in the data directory.
+    pub fn store(&self) -> anyhow::Result<Store> {
+        std::fs::create_dir_all(&self.home)
+            .with_context(|| format!("cannot create the data directory {}", self.home.display()))?;
+        Ok(Store::open(&self.db_path())?)
+    }
+
+    /// The config file: --config, or config.yaml in the data dir if present.
+    pub fn config(&self) -> anyhow::Result<Config> {
+        match &self.config_path {
+            Some(path) => Ok(Config::load(path)?),
+            None => {
+                let path = self.home.join("config.yaml");
+                if path.exists() {
+                    Ok(Config::load(&path)?)
+                } else {
+                    Ok(Config::default())
+                }
+            }
+        }
+    }
+}
+
+/// `$XDG_DATA_HOME/sextant`, else `~/.local/share/sextant`.
+fn default_home() -> anyhow::Result<PathBuf> {
+    if let Some(dir) = std::env::var_os("XDG_DATA_HOME").filter(|d| !d.is_empty()) {
+        return Ok(Path::new(&dir).join("sextant"));
+    }
+    let home = std::env::var_os("HOME")
+        .filter(|d| !d.is_empty())
+        .context("cannot find a data directory: set --home DIR or SEXTANT_HOME")?;
+    Ok(Path::new(&home).join(".local/share/sextant"))
+}
+
+pub fn schema() -> anyhow::Result<Arc<Schema>> {
+    Ok(Arc::new(Schema::embedded()?))
+}
+
+/// Runs a parsed command; returns the process exit code.
+pub fn run(cli: Cli) -> anyhow::Result<i32> {
+    let cx = Context::new(&cli)?;
+    match cli.command {
+        Command::Demo(args) => demo::run(&cx, args, cli.home.is_some()),
+        Command::Sync(args) => sync::run(&cx, args),
+        Command::Graph(cmd) => graph::run(&cx, cmd),
+        Command::Events(cmd) => events::run(&cx, cmd),
+        Command::ConnectionType(cmd) => connection_type::run(cmd),
+    }
+}
+
+/// A tokio runtime for commands that do I/O.
+pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+}

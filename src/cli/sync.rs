@@ -1,0 +1,109 @@
+//! `sextant sync NAME [--json]`: one integration, once, with progress on a terminal.
+
+use std::io::{IsTerminal, Write};
+use std::sync::Arc;
+
+use clap::Args;
+
+use super::Context;
+use crate::run::{StepOutcome, StepStatus};
+use crate::source::dag::{Progress, ProgressEvent};
+use crate::sync::{SyncReport, resolve, run_sync};
+
+#[derive(Debug, Args)]
+pub struct SyncArgs {
+    /// Name of the integration to sync.
+    pub name: String,
+    /// Print the run as one JSON object instead of a summary.
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn run(cx: &Context, args: SyncArgs) -> anyhow::Result<i32> {
+    let config = cx.config()?;
+    let (integration, connection) = resolve(&config, &args.name)?;
+    let mut store = cx.store()?;
+    let schema = super::schema()?;
+    let progress = std::io::stderr().is_terminal().then(terminal_progress);
+    let report = super::runtime()?.block_on(run_sync(
+        &mut store,
+        schema,
+        &integration,
+        &connection,
+        progress.as_ref(),
+    ))?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print_summary(&mut std::io::stdout(), &report)?;
+    }
+    Ok(report.status.exit_code())
+}
+
+/// Step lines on stderr as steps start and finish.
+pub fn terminal_progress() -> Progress {
+    Arc::new(|event| {
+        let mut err = std::io::stderr().lock();
+        let _ = match event {
+            ProgressEvent::StepStarted { id } => writeln!(err, "  … {id}"),
+            ProgressEvent::StepFinished(outcome) => writeln!(err, "  {}", step_line(&outcome)),
+        };
+    })
+}
+
+fn mark(status: StepStatus) -> &'static str {
+    match status {
+        StepStatus::Success => "✓",
+        StepStatus::Partial => "!",
+        StepStatus::Failed => "✗",
+        StepStatus::Skipped => "-",
+    }
+}
+
+pub fn step_line(o: &StepOutcome) -> String {
+    let mut line = format!(
+        "{} {:<28} {:>5} entities {:>5} relationships {:>4} requests {:>6} ms",
+        mark(o.status),
+        o.id,
+        o.entities,
+        o.relationships,
+        o.requests,
+        o.duration_ms
+    );
+    if o.retries > 0 || o.waited_ms > 0 {
+        line.push_str(&format!("  ({} retries, waited {} ms for rate limits)", o.retries, o.waited_ms));
+    }
+    if let Some(error) = &o.error {
+        line.push_str(&format!("\n      {error}"));
+    }
+    for warning in &o.warnings {
+        line.push_str(&format!("\n      warning: {warning}"));
+    }
+    for problem in &o.problems {
+        line.push_str(&format!("\n      refused {problem}"));
+    }
+    for dup in &o.duplicates {
+        line.push_str(&format!("\n      duplicate key {:?}: kept the first", dup.key));
+    }
+    line
+}
+
+pub fn print_summary(out: &mut dyn Write, report: &SyncReport) -> std::io::Result<()> {
+    writeln!(
+        out,
+        "sync {} of {}: {} in {} ms, {} requests",
+        report.sync_id,
+        report.integration,
+        report.status.as_str(),
+        report.duration_ms,
+        report.requests
+    )?;
+    for step in &report.steps {
+        writeln!(out, "  {}", step_line(step))?;
+    }
+    writeln!(
+        out,
+        "collected {} entities and {} relationships: {} created, {} updated, {} deleted",
+        report.entities, report.relationships, report.created, report.updated, report.deleted
+    )
+}

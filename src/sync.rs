@@ -1,0 +1,139 @@
+//! One sync run of one integration: resolve the connection, collect through
+//! the source's steps, then diff and commit in one store transaction.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use serde::Serialize;
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+use crate::config::{Config, IntegrationConfig};
+use crate::graph::Schema;
+use crate::run::{ChangeCounts, RunStatus, StepOutcome, complete_types, run_status};
+use crate::source::dag::{Progress, RunState};
+use crate::source::{ResolvedConnection, SourceError, SourceKind};
+use crate::store::{Store, StoreError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum SyncError {
+    #[error("no integration named {0:?}; list them with: sextant integration list")]
+    UnknownIntegration(String),
+    #[error("integration {integration:?} uses connection {connection:?}, which does not exist")]
+    UnknownConnection { integration: String, connection: String },
+    #[error("integration {0:?} is disabled; enable it before syncing")]
+    Disabled(String),
+    #[error(transparent)]
+    Source(#[from] SourceError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// What `sextant sync --json` prints.
+#[derive(Debug, Clone, Serialize)]
+pub struct SyncReport {
+    pub sync_id: i64,
+    pub integration: String,
+    pub status: RunStatus,
+    pub started_at: String,
+    pub ended_at: String,
+    pub duration_ms: u64,
+    pub requests: u64,
+    pub entities: u64,
+    pub relationships: u64,
+    pub changes: ChangeCounts,
+    pub created: u64,
+    pub updated: u64,
+    pub deleted: u64,
+    pub steps: Vec<StepOutcome>,
+}
+
+/// Finds the integration and its connection in the config and resolves the
+/// connection's secrets.
+pub fn resolve(config: &Config, name: &str) -> Result<(IntegrationConfig, ResolvedConnection), SyncError> {
+    let integration = config
+        .integration(name)
+        .ok_or_else(|| SyncError::UnknownIntegration(name.to_owned()))?;
+    let connection = config
+        .connection(&integration.connection)
+        .ok_or_else(|| SyncError::UnknownConnection {
+            integration: name.to_owned(),
+            connection: integration.connection.clone(),
+        })?;
+    let secrets = connection.resolve().map_err(|message| SourceError::Connection {
+        connection: connection.name.clone(),
+        message,
+    })?;
+    Ok((
+        integration.clone(),
+        ResolvedConnection {
+            name: connection.name.clone(),
+            ty: connection.ty,
+            secrets,
+            requests_per_second: connection.requests_per_second,
+        },
+    ))
+}
+
+pub fn now_rfc3339() -> String {
+    OffsetDateTime::now_utc().format(&Rfc3339).unwrap_or_default()
+}
+
+/// Runs one sync: collect, then commit graph changes and events atomically.
+pub async fn run_sync(
+    store: &mut Store,
+    schema: Arc<Schema>,
+    integration: &IntegrationConfig,
+    connection: &ResolvedConnection,
+    progress: Option<&Progress>,
+) -> Result<SyncReport, SyncError> {
+    if !integration.enabled {
+        return Err(SyncError::Disabled(integration.name.clone()));
+    }
+    let source = SourceKind::new(integration, connection)?;
+    let started_at = now_rfc3339();
+    let clock = Instant::now();
+    let sync_id = store.begin_run(&integration.name)?;
+    let span = tracing::info_span!("sync", integration = %integration.name, sync_id);
+    let _guard = span.enter();
+    tracing::info!(source = source.name(), "Sync started.");
+    drop(_guard);
+
+    let state = RunState::new(schema.clone());
+    let steps = source.collect(&state, progress).await;
+    let collected = state.into_graph();
+    let complete = complete_types(&schema, &steps);
+    let status = run_status(&steps);
+    let changes = match store.commit_run(sync_id, &integration.name, &collected, &complete, &steps, status) {
+        Ok(changes) => changes,
+        Err(e) => {
+            // Nothing of the run landed; record why, if the store still can.
+            let _ = store.finish_run(sync_id, RunStatus::Failed, &steps, Some(&e.to_string()));
+            return Err(e.into());
+        }
+    };
+    let _guard = span.enter();
+    tracing::info!(
+        status = status.as_str(),
+        created = changes.created,
+        updated = changes.updated,
+        deleted = changes.deleted,
+        "Sync finished."
+    );
+    Ok(SyncReport {
+        sync_id,
+        integration: integration.name.clone(),
+        status,
+        started_at,
+        ended_at: now_rfc3339(),
+        duration_ms: u64::try_from(clock.elapsed().as_millis()).unwrap_or(u64::MAX),
+        requests: steps.iter().map(|s| s.requests).sum(),
+        entities: collected.entity_count() as u64,
+        relationships: collected.relationship_count() as u64,
+        changes,
+        created: changes.created,
+        updated: changes.updated,
+        deleted: changes.deleted,
+        steps,
+    })
+}
