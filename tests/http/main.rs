@@ -242,22 +242,34 @@ async fn unauthorized_is_not_retried_and_never_shows_the_token() {
 async fn other_4xx_keep_a_short_redacted_excerpt() {
     let body = format!("invalid header value {TOKEN} {}", "x".repeat(1000));
     let (base, log) = scripted(vec![reply(400, body)]).await;
-    let err = get(&client(&base), "/me", &RequestStats::new())
-        .await
-        .expect_err("400");
-    let HttpError::Status {
-        status, excerpt, ..
-    } = &err
-    else {
-        panic!("{err:?}");
-    };
-    assert_eq!(*status, 400);
-    assert!(
-        excerpt.chars().count() <= 201 && excerpt.contains("[redacted]"),
-        "{excerpt}"
+    let bearer = HttpSource::new(
+        "c",
+        format!("{base}/api/v2"),
+        "Authorization",
+        format!("Bearer {TOKEN}"),
     );
-    assert!(!err.to_string().contains(TOKEN));
-    assert_eq!(log.count(), 1);
+    let clients = [
+        client(&base),
+        HttpClient::new(bearer, fast()).expect("client"),
+    ];
+    for client in &clients {
+        let err = get(client, "/me", &RequestStats::new())
+            .await
+            .expect_err("400");
+        let HttpError::Status {
+            status, excerpt, ..
+        } = &err
+        else {
+            panic!("{err:?}");
+        };
+        assert_eq!(*status, 400);
+        assert!(
+            excerpt.chars().count() <= 201 && excerpt.contains("[redacted]"),
+            "{excerpt}"
+        );
+        assert!(!err.to_string().contains(TOKEN), "{err}");
+    }
+    assert_eq!(log.count(), 2, "never retried");
 }
 
 #[tokio::test]
@@ -335,10 +347,12 @@ async fn paths_are_encoded_and_headers_sent() {
     let agent = seen.user_agent.as_deref().unwrap_or_default();
     assert_eq!(agent, concat!("sextant/", env!("CARGO_PKG_VERSION")));
 
-    let err = get(&client, "/project/../me", &stats)
-        .await
-        .expect_err("dot segments");
-    assert_eq!(err.kind(), "invalid_path");
+    for unsafe_path in ["/project/../me", "/project/zürich", "/me?admin=1"] {
+        let err = get(&client, unsafe_path, &stats)
+            .await
+            .expect_err(unsafe_path);
+        assert_eq!(err.kind(), "invalid_path", "{unsafe_path}");
+    }
     assert_eq!(log.count(), 1, "nothing was sent");
 }
 
@@ -363,13 +377,19 @@ async fn bad_settings_are_config_errors_without_the_token() {
         HttpSource::new("c", "not a url", "Circle-Token", TOKEN),
         HttpSource::new("c", "ftp://h", "Circle-Token", TOKEN),
         HttpSource::new("c", "http://user:pw@h", "Circle-Token", TOKEN),
+        HttpSource::new("c", "ftp://user:hunter22@h", "Circle-Token", TOKEN),
+        HttpSource::new("c", "http://user:hunter22@[h", "Circle-Token", TOKEN),
         HttpSource::new("c", "http://h", "Bad Header", TOKEN),
         HttpSource::new("c", "http://h", "Circle-Token", format!("{TOKEN}\n")),
     ];
     for source in cases {
         let err = HttpClient::new(source, HttpConfig::default()).expect_err("invalid");
         assert_eq!(err.kind(), "config");
-        assert!(!err.to_string().contains(TOKEN), "{err}");
+        let message = err.to_string();
+        assert!(
+            !message.contains(TOKEN) && !message.contains("hunter22"),
+            "{message}"
+        );
     }
     let zero = HttpConfig {
         rate_limit: RateLimit::per_second(0, 1),

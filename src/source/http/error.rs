@@ -14,9 +14,10 @@ pub enum HttpError {
     #[error("connection \"{connection}\": invalid http settings: {message}")]
     Config { connection: String, message: String },
 
-    /// The path would not reach the URL it names (for example `..` segments).
+    /// The path is not percent-encoded or has dot segments, so it would not
+    /// reach the resource it names.
     #[error(
-        "refusing to request {path:?}: it does not survive URL normalisation; build paths with encode_path or encode_segment"
+        "refusing to request {path:?}: it is not percent-encoded or has `.`/`..` segments; build paths with encode_path or encode_segment"
     )]
     InvalidPath { path: String },
 

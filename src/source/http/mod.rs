@@ -242,18 +242,23 @@ impl HttpClient {
             message,
         };
 
+        // The URL is echoed in errors only when it cannot hold credentials.
+        let shown = if base_url.contains('@') {
+            "(redacted: it contains '@')".to_owned()
+        } else {
+            format!("{base_url:?}")
+        };
         let base_url = Url::parse(&base_url)
-            .map_err(|e| bad(format!("base URL {base_url:?} is not a URL: {e}")))?;
-        if !matches!(base_url.scheme(), "http" | "https") || base_url.cannot_be_a_base() {
-            return Err(bad(format!(
-                "base URL {:?} must be an http or https URL",
-                base_url.as_str()
-            )));
-        }
+            .map_err(|e| bad(format!("base URL {shown} is not a URL: {e}")))?;
         if !base_url.username().is_empty() || base_url.password().is_some() {
             return Err(bad(
                 "base URL must not contain credentials; put the token in the secrets".to_owned(),
             ));
+        }
+        if !matches!(base_url.scheme(), "http" | "https") || base_url.cannot_be_a_base() {
+            return Err(bad(format!(
+                "base URL {shown} must be an http or https URL"
+            )));
         }
         let auth_name = HeaderName::from_bytes(auth_header.as_bytes())
             .map_err(|_| bad(format!("{auth_header:?} is not a valid header name")))?;
@@ -375,8 +380,9 @@ impl HttpClient {
         let mut url = base.clone();
         url.set_path(&joined);
         url.set_fragment(None);
-        // `set_path` resolves `.`/`..`; a path that changes here would reach
-        // another resource than the caller named.
+        // `set_path` resolves `.`/`..` and encodes what the caller did not
+        // (a stray `?` would become `%3F`): a path that changes here would
+        // reach another resource than the caller named.
         if url.path() != joined {
             return Err(HttpError::InvalidPath {
                 path: path.to_owned(),

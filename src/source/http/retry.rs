@@ -234,11 +234,15 @@ impl HttpClient {
         }
         let text = String::from_utf8_lossy(&bytes);
         let mut excerpt: String = text.trim().chars().take(EXCERPT_CHARS).collect();
-        // Some APIs echo request headers in error bodies.
-        if let Ok(secret) = self.inner.auth_value.to_str()
-            && !secret.is_empty()
-        {
-            excerpt = excerpt.replace(secret, "[redacted]");
+        // Some APIs echo request headers in error bodies: redact the header
+        // value and, for `Bearer <token>`-style values, the bare token.
+        if let Ok(secret) = self.inner.auth_value.to_str() {
+            let bare = secret.rsplit(' ').next().unwrap_or(secret);
+            for needle in [secret, bare] {
+                if needle.len() >= 8 {
+                    excerpt = excerpt.replace(needle, "[redacted]");
+                }
+            }
         }
         if text.trim().chars().count() > EXCERPT_CHARS {
             excerpt.push('…');
