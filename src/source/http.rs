@@ -1,1 +1,0 @@
-//! The shared HTTP layer every source polls through.

@@ -1,0 +1,418 @@
+//! The request loop: rate limit, send, classify, retry with backoff or
+//! `Retry-After`, and read the body within the size limit.
+
+use std::time::{Duration, Instant, SystemTime};
+
+use backon::{BackoffBuilder, ExponentialBuilder};
+use governor::clock::Clock;
+use reqwest::StatusCode;
+use reqwest::header::{HeaderMap, RETRY_AFTER};
+use tracing::Instrument;
+use url::Url;
+
+use super::{HttpClient, HttpError, RequestStats, endpoint, jitter_seed};
+
+/// Bytes of an error body kept for the message.
+const EXCERPT_CHARS: usize = 200;
+/// Bytes of an error body read at most (the rest is dropped unread).
+const ERROR_BODY_BYTES: usize = 4096;
+
+/// A successful (2xx) response, body read in full. (A `Link`-header
+/// pagination style would add the response headers here.)
+#[derive(Debug)]
+pub(crate) struct Fetched {
+    pub(crate) endpoint: String,
+    pub(crate) body: Vec<u8>,
+}
+
+/// Why an attempt failed in a way worth retrying.
+enum Transient {
+    Throttled,
+    Server { status: u16, excerpt: String },
+    Timeout,
+    Connect { message: String },
+}
+
+enum Failure {
+    Transient {
+        why: Transient,
+        retry_after: Option<Duration>,
+    },
+    Fatal(HttpError),
+}
+
+impl HttpClient {
+    /// Sends `GET url` until it succeeds, fails for good, or retries run out.
+    pub(crate) async fn fetch(
+        &self,
+        url: &Url,
+        stats: &RequestStats,
+    ) -> Result<Fetched, HttpError> {
+        let endpoint = endpoint(url);
+        let span = tracing::debug_span!(
+            "http_get",
+            connection = %self.inner.connection,
+            endpoint = %endpoint,
+        );
+        self.fetch_with_retries(url, endpoint, stats)
+            .instrument(span)
+            .await
+    }
+
+    async fn fetch_with_retries(
+        &self,
+        url: &Url,
+        endpoint: String,
+        stats: &RequestStats,
+    ) -> Result<Fetched, HttpError> {
+        let config = &self.inner.config;
+        let mut backoff = backoff_builder(config).build();
+        let mut attempt: u32 = 0;
+        loop {
+            attempt += 1;
+            self.wait_for_limiter(stats).await;
+            stats.add_request();
+            let started = Instant::now();
+            let (why, retry_after) = match self.attempt(url, &endpoint).await {
+                Ok(fetched) => {
+                    tracing::debug!(
+                        attempt,
+                        status = 200u16,
+                        elapsed_ms = elapsed_ms(started),
+                        bytes = fetched.body.len(),
+                        "request succeeded"
+                    );
+                    return Ok(fetched);
+                }
+                Err(Failure::Fatal(e)) => {
+                    tracing::debug!(
+                        attempt,
+                        status = e.status(),
+                        kind = e.kind(),
+                        "request failed"
+                    );
+                    return Err(e);
+                }
+                Err(Failure::Transient { why, retry_after }) => (why, retry_after),
+            };
+            if matches!(why, Transient::Throttled) {
+                stats.add_throttled();
+            }
+            let Some(delay) = backoff.next() else {
+                let e = why.into_error(endpoint, attempt, config.request_timeout);
+                tracing::warn!(
+                    attempt,
+                    kind = e.kind(),
+                    "request failed; giving up after retries"
+                );
+                return Err(e);
+            };
+            let delay = delay.min(config.backoff_max);
+            let status = why.status();
+            stats.add_retry();
+            match retry_after {
+                Some(wait) => {
+                    let wait = wait.min(config.retry_after_cap);
+                    tracing::info!(
+                        attempt,
+                        status,
+                        wait_ms = wait.as_millis() as u64,
+                        "server asked to retry later; waiting as told by Retry-After"
+                    );
+                    tokio::time::sleep(wait).await;
+                    stats.add_waited(wait);
+                }
+                None => {
+                    tracing::info!(
+                        attempt,
+                        status,
+                        reason = why.reason(),
+                        wait_ms = delay.as_millis() as u64,
+                        "request failed; retrying after backoff"
+                    );
+                    tokio::time::sleep(delay).await;
+                    stats.add_backoff(delay);
+                }
+            }
+        }
+    }
+
+    async fn wait_for_limiter(&self, stats: &RequestStats) {
+        let limiter = &self.inner.limiter;
+        let started = Instant::now();
+        while let Err(not_until) = limiter.check() {
+            tokio::time::sleep(not_until.wait_time_from(limiter.clock().now())).await;
+        }
+        let waited = started.elapsed();
+        if waited >= Duration::from_millis(1) {
+            tracing::trace!(
+                waited_ms = waited.as_millis() as u64,
+                "rate limiter delayed the request"
+            );
+        }
+        stats.add_waited(waited);
+    }
+
+    /// One attempt: send, classify the status, read the body.
+    async fn attempt(&self, url: &Url, endpoint: &str) -> Result<Fetched, Failure> {
+        let inner = &self.inner;
+        let sent = inner
+            .http
+            .get(url.clone())
+            .header(inner.auth_name.clone(), inner.auth_value.clone())
+            .send()
+            .await;
+        let mut response = sent.map_err(transport_failure)?;
+        let status = response.status();
+        if status.is_success() {
+            let body = read_body(&mut response, inner.config.max_response_bytes)
+                .await
+                .map_err(|e| match e {
+                    BodyError::TooLarge => Failure::Fatal(HttpError::TooLarge {
+                        endpoint: endpoint.to_owned(),
+                        limit: inner.config.max_response_bytes,
+                    }),
+                    BodyError::Transport(e) => transport_failure(e),
+                })?;
+            return Ok(Fetched {
+                endpoint: endpoint.to_owned(),
+                body,
+            });
+        }
+
+        let endpoint = endpoint.to_owned();
+        match status {
+            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {
+                Err(Failure::Fatal(HttpError::Unauthorized {
+                    connection: inner.connection.clone(),
+                    status: status.as_u16(),
+                    endpoint,
+                    help: inner.token_help.clone(),
+                }))
+            }
+            StatusCode::NOT_FOUND => Err(Failure::Fatal(HttpError::NotFound { endpoint })),
+            StatusCode::TOO_MANY_REQUESTS => Err(Failure::Transient {
+                why: Transient::Throttled,
+                retry_after: retry_after(response.headers(), SystemTime::now()),
+            }),
+            StatusCode::INTERNAL_SERVER_ERROR
+            | StatusCode::BAD_GATEWAY
+            | StatusCode::SERVICE_UNAVAILABLE
+            | StatusCode::GATEWAY_TIMEOUT => {
+                let retry_after = (status == StatusCode::SERVICE_UNAVAILABLE)
+                    .then(|| retry_after(response.headers(), SystemTime::now()))
+                    .flatten();
+                let excerpt = self.excerpt(&mut response).await;
+                Err(Failure::Transient {
+                    why: Transient::Server {
+                        status: status.as_u16(),
+                        excerpt,
+                    },
+                    retry_after,
+                })
+            }
+            _ => {
+                let excerpt = self.excerpt(&mut response).await;
+                Err(Failure::Fatal(HttpError::Status {
+                    endpoint,
+                    status: status.as_u16(),
+                    excerpt,
+                }))
+            }
+        }
+    }
+
+    /// The first characters of an error body, for the message. Best effort:
+    /// a body that cannot be read gives what was read so far.
+    async fn excerpt(&self, response: &mut reqwest::Response) -> String {
+        let mut bytes = Vec::new();
+        while bytes.len() < ERROR_BODY_BYTES {
+            match response.chunk().await {
+                Ok(Some(chunk)) => bytes.extend_from_slice(&chunk),
+                Ok(None) | Err(_) => break,
+            }
+        }
+        let text = String::from_utf8_lossy(&bytes);
+        let mut excerpt: String = text.trim().chars().take(EXCERPT_CHARS).collect();
+        // Some APIs echo request headers in error bodies: redact the header
+        // value and, for `Bearer <token>`-style values, the bare token.
+        if let Ok(secret) = self.inner.auth_value.to_str() {
+            let bare = secret.rsplit(' ').next().unwrap_or(secret);
+            for needle in [secret, bare] {
+                if needle.len() >= 8 {
+                    excerpt = excerpt.replace(needle, "[redacted]");
+                }
+            }
+        }
+        if text.trim().chars().count() > EXCERPT_CHARS {
+            excerpt.push('…');
+        }
+        excerpt
+    }
+}
+
+impl Transient {
+    fn status(&self) -> Option<u16> {
+        match self {
+            Transient::Throttled => Some(429),
+            Transient::Server { status, .. } => Some(*status),
+            Transient::Timeout | Transient::Connect { .. } => None,
+        }
+    }
+
+    fn reason(&self) -> &'static str {
+        match self {
+            Transient::Throttled => "throttled",
+            Transient::Server { .. } => "server error",
+            Transient::Timeout => "timeout",
+            Transient::Connect { .. } => "connection failed",
+        }
+    }
+
+    fn into_error(self, endpoint: String, attempts: u32, timeout: Duration) -> HttpError {
+        match self {
+            Transient::Throttled => HttpError::Throttled { endpoint, attempts },
+            Transient::Server { status, excerpt } => HttpError::Server {
+                endpoint,
+                status,
+                attempts,
+                excerpt,
+            },
+            Transient::Timeout => HttpError::Timeout {
+                endpoint,
+                timeout,
+                attempts,
+            },
+            Transient::Connect { message } => HttpError::Connect {
+                endpoint,
+                attempts,
+                message,
+            },
+        }
+    }
+}
+
+fn backoff_builder(config: &super::HttpConfig) -> ExponentialBuilder {
+    let builder = ExponentialBuilder::new()
+        .with_min_delay(config.backoff_min)
+        .with_max_delay(config.backoff_max)
+        .with_max_times(config.max_retries);
+    if config.jitter {
+        builder.with_jitter().with_jitter_seed(jitter_seed())
+    } else {
+        builder
+    }
+}
+
+/// Timeouts and transport errors are retried; the message leaves out the
+/// URL (it is in the endpoint already) and walks the cause chain, which is
+/// where "connection refused" lives.
+fn transport_failure(e: reqwest::Error) -> Failure {
+    let why = if e.is_timeout() {
+        Transient::Timeout
+    } else {
+        let e = e.without_url();
+        let mut message = e.to_string();
+        let mut source = std::error::Error::source(&e);
+        while let Some(cause) = source {
+            message.push_str(": ");
+            message.push_str(&cause.to_string());
+            source = cause.source();
+        }
+        Transient::Connect { message }
+    };
+    Failure::Transient {
+        why,
+        retry_after: None,
+    }
+}
+
+enum BodyError {
+    TooLarge,
+    Transport(reqwest::Error),
+}
+
+/// Reads the body chunk by chunk and stops as soon as it passes `limit`,
+/// so an oversized response never sits in memory whole.
+async fn read_body(response: &mut reqwest::Response, limit: usize) -> Result<Vec<u8>, BodyError> {
+    if response
+        .content_length()
+        .is_some_and(|len| len > limit as u64)
+    {
+        return Err(BodyError::TooLarge);
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(BodyError::Transport)? {
+        if body.len() + chunk.len() > limit {
+            return Err(BodyError::TooLarge);
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
+/// `Retry-After` as delta-seconds or an HTTP date, relative to `now`. A date
+/// in the past means "now". Unparseable values are ignored (backoff applies).
+/// `X-RateLimit-*` headers are counts and resets, never read as delays.
+pub(crate) fn retry_after(headers: &HeaderMap, now: SystemTime) -> Option<Duration> {
+    let value = headers.get(RETRY_AFTER)?.to_str().ok()?.trim();
+    if let Ok(seconds) = value.parse::<u64>() {
+        return Some(Duration::from_secs(seconds));
+    }
+    let date = httpdate::parse_http_date(value).ok()?;
+    Some(date.duration_since(now).unwrap_or(Duration::ZERO))
+}
+
+fn elapsed_ms(since: Instant) -> u64 {
+    u64::try_from(since.elapsed().as_millis()).unwrap_or(u64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use reqwest::header::HeaderValue;
+
+    fn check(value: Option<&str>, expected: Option<Duration>) {
+        let now = httpdate::parse_http_date("Tue, 01 Jul 2025 12:00:00 GMT").expect("date");
+        let mut headers = HeaderMap::new();
+        headers.insert("x-ratelimit-reset", HeaderValue::from_static("99999999999"));
+        if let Some(v) = value {
+            headers.insert(RETRY_AFTER, HeaderValue::from_str(v).expect("header"));
+        }
+        assert_eq!(
+            retry_after(&headers, now),
+            expected,
+            "Retry-After: {value:?}"
+        );
+    }
+
+    #[test]
+    fn retry_after_forms() {
+        let s = Duration::from_secs;
+        check(None, None);
+        check(Some("0"), Some(s(0)));
+        check(Some(" 7 "), Some(s(7)));
+        check(Some("Tue, 01 Jul 2025 12:00:30 GMT"), Some(s(30)));
+        check(Some("Tue, 01 Jul 2025 11:00:00 GMT"), Some(s(0)));
+        check(Some("-1"), None);
+        check(Some("1.5"), None);
+        check(Some("soon"), None);
+    }
+
+    #[test]
+    fn backoff_is_capped_and_bounded() {
+        let config = super::super::HttpConfig {
+            backoff_min: Duration::from_millis(10),
+            backoff_max: Duration::from_millis(40),
+            max_retries: 4,
+            jitter: false,
+            ..Default::default()
+        };
+        // backon multiplies in f32: compare to the nearest millisecond.
+        let delays: Vec<u128> = backoff_builder(&config)
+            .build()
+            .map(|d| d.as_micros().div_ceil(1000))
+            .collect();
+        assert_eq!(delays, vec![10, 20, 40, 40]);
+    }
+}
