@@ -8,6 +8,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::connection::{ConnectionType, SecretRef, Secrets, connection_type, connection_types};
+use crate::source::http::{HttpConfig, RateLimit};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -94,11 +95,24 @@ pub struct ConnectionConfig {
     pub ty: &'static ConnectionType,
     pub description: Option<String>,
     pub requests_per_second: Option<u32>,
+    pub timeout: Option<Duration>,
     pub plain: BTreeMap<String, String>,
     pub sensitive: BTreeMap<String, SecretRef>,
 }
 
 impl ConnectionConfig {
+    /// The HTTP client settings of this connection: defaults plus overrides.
+    pub fn http_config(&self) -> HttpConfig {
+        let mut config = HttpConfig::default();
+        if let Some(rps) = self.requests_per_second {
+            config.rate_limit = RateLimit::per_second(rps, rps);
+        }
+        if let Some(timeout) = self.timeout {
+            config.request_timeout = timeout;
+        }
+        config
+    }
+
     /// Reads every referenced secret now (at use), applying field defaults.
     pub fn resolve(&self) -> Result<Secrets, String> {
         let mut secrets = Secrets::default();
@@ -160,6 +174,8 @@ struct RawConnection {
     description: Option<String>,
     #[serde(default)]
     requests_per_second: Option<u32>,
+    #[serde(default)]
+    timeout: Option<String>,
     #[serde(default)]
     secrets: BTreeMap<String, String>,
 }
@@ -330,12 +346,23 @@ fn validate_connection(at: &str, raw: RawConnection, problems: &mut Vec<String>)
     if raw.requests_per_second == Some(0) {
         problems.push(format!("{at}.requests_per_second: must be at least 1"));
     }
+    let timeout = match raw.timeout.as_deref() {
+        None => None,
+        Some(text) => match parse_duration(text).filter(|d| !d.is_zero()) {
+            Some(d) => Some(d),
+            None => {
+                problems.push(format!("{at}.timeout: {text:?} is not a duration; try 30s or 2m"));
+                None
+            }
+        },
+    };
     Some(ConnectionConfig {
         key: raw.key.unwrap_or_else(|| snake_case(&raw.name)),
         name: raw.name,
         ty,
         description: raw.description,
         requests_per_second: raw.requests_per_second,
+        timeout,
         plain,
         sensitive,
     })

@@ -6,6 +6,9 @@
 //! computation · `store` the only SQL · `source` the sources and the one HTTP
 //! driver · `sync` ties a run together · `cli` is the command line.
 
+pub mod cli;
+pub mod config;
+pub mod connection;
 pub mod diff;
 pub mod events;
 pub mod fixtures;
@@ -13,7 +16,4 @@ pub mod graph;
 pub mod run;
 pub mod source;
 pub mod store;
-pub mod cli;
-pub mod config;
-pub mod connection;
 pub mod sync;

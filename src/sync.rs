@@ -70,7 +70,7 @@ pub fn resolve(config: &Config, name: &str) -> Result<(IntegrationConfig, Resolv
             name: connection.name.clone(),
             ty: connection.ty,
             secrets,
-            requests_per_second: connection.requests_per_second,
+            http: connection.http_config(),
         },
     ))
 }

@@ -14,6 +14,7 @@ use crate::connection::{Secret, Secrets, connection_type};
 use crate::events::{Action, ChangeEvent};
 use crate::fixtures::{FIXTURE_TOKEN, FixtureServer, FixtureSet};
 use crate::source::ResolvedConnection;
+use crate::source::http::{HttpConfig, RateLimit};
 use crate::store::Store;
 use crate::sync::run_sync;
 
@@ -92,7 +93,10 @@ fn demo_connection(base_url: &str) -> anyhow::Result<ResolvedConnection> {
         ty,
         secrets,
         // The stand-in is local: no need to be gentle.
-        requests_per_second: Some(1000),
+        http: HttpConfig {
+            rate_limit: RateLimit::per_second(1000, 100),
+            ..HttpConfig::default()
+        },
     })
 }
 

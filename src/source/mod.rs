@@ -16,7 +16,8 @@ pub struct ResolvedConnection {
     pub name: String,
     pub ty: &'static ConnectionType,
     pub secrets: Secrets,
-    pub requests_per_second: Option<u32>,
+    /// Timeouts, rate limit and retry policy for this connection's client.
+    pub http: http::HttpConfig,
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -12,7 +12,7 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 use serde::Deserialize;
 
 use super::dag::{self, Progress, RunState, Step};
-use super::http::{HttpClient, HttpConfig, HttpSource};
+use super::http::{HttpClient, HttpSource};
 use super::{ResolvedConnection, SourceError};
 use crate::config::IntegrationConfig;
 use crate::run::StepOutcome;
@@ -88,19 +88,9 @@ impl CircleCi {
                 connection: connection.name.clone(),
                 message: "api_token is missing; add it to the connection's secrets".to_owned(),
             })?;
-        let mut config = HttpConfig::default();
-        if let Some(rps) = connection.requests_per_second {
-            config.requests_per_second = rps;
-        }
         let http = HttpClient::new(
-            HttpSource {
-                connection: connection.name.clone(),
-                base_url: host.to_owned(),
-                auth_header: "Circle-Token".to_owned(),
-                auth_value: token.clone(),
-                token_help: TOKEN_HELP.to_owned(),
-            },
-            config,
+            HttpSource::new(connection.name.clone(), host, "Circle-Token", token.expose()).token_help(TOKEN_HELP),
+            connection.http.clone(),
         )
         .map_err(|e| SourceError::Connection {
             connection: connection.name.clone(),

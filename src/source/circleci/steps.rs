@@ -8,39 +8,22 @@ use std::future::Future;
 
 use futures::future::BoxFuture;
 use futures::stream::{self, StreamExt};
-use percent_encoding::{AsciiSet, CONTROLS, utf8_percent_encode};
 
 use super::{CircleCi, api, map};
 use crate::graph::Relationship;
 use crate::source::dag::{StepError, StepScope};
-use crate::source::http::HttpError;
+use crate::source::http::{HttpError, encode_segment};
 
 type StepResult<'a> = BoxFuture<'a, Result<(), StepError>>;
 
-/// Characters escaped inside one path segment.
-const SEGMENT: &AsciiSet = &CONTROLS
-    .add(b' ')
-    .add(b'"')
-    .add(b'#')
-    .add(b'%')
-    .add(b'/')
-    .add(b'<')
-    .add(b'>')
-    .add(b'?')
-    .add(b'`')
-    .add(b'{')
-    .add(b'}');
-
 /// A project slug (`gh/acme/api`) as path segments, each percent-encoded.
 fn slug_path(slug: &str) -> String {
-    slug.split('/')
-        .map(|seg| utf8_percent_encode(seg, SEGMENT).to_string())
-        .collect::<Vec<_>>()
-        .join("/")
+    slug.split('/').map(encode_segment).collect::<Vec<_>>().join("/")
 }
 
+/// An id as one path segment.
 fn id_path(id: &str) -> String {
-    utf8_percent_encode(id, SEGMENT).to_string()
+    encode_segment(id).into_owned()
 }
 
 fn fail(e: &HttpError) -> StepError {
@@ -163,11 +146,8 @@ pub(super) fn pipelines<'a>(cx: &'a CircleCi, s: &'a StepScope<'a>) -> StepResul
         let slugs: Vec<String> = cx.shared().orgs.iter().map(|o| o.slug.clone()).collect();
         let max_pages = cx.settings.max_pipeline_pages.max(1);
         let results = fan_out(slugs, cx.settings.concurrency, |slug| async move {
-            let pages = cx
-                .http
-                .get_pages_up_to::<api::Pipeline>("/api/v2/pipeline", &[("org-slug", slug.as_str())], max_pages, &s.stats)
-                .await;
-            (format!("organisation {slug}"), pages.map(|p| (slug, p)))
+            let pipelines = recent_pipelines(cx, s, &slug, max_pages).await;
+            (format!("organisation {slug}"), pipelines.map(|p| (slug, p)))
         })
         .await;
         let (ok, error) = settle(s, results);
@@ -175,7 +155,7 @@ pub(super) fn pipelines<'a>(cx: &'a CircleCi, s: &'a StepScope<'a>) -> StepResul
         for (_, (org_slug, page)) in ok {
             // A pipeline created while paging shifts items: the same one can
             // arrive on two pages. Keep one.
-            for pipeline in page.items {
+            for pipeline in page {
                 pipelines.entry(pipeline.id.clone()).or_insert((org_slug.clone(), pipeline));
             }
         }
@@ -185,6 +165,27 @@ pub(super) fn pipelines<'a>(cx: &'a CircleCi, s: &'a StepScope<'a>) -> StepResul
         cx.shared().pipelines = pipelines;
         finish(error)
     })
+}
+
+/// The first `max_pages` pages of an organisation's pipelines, newest first.
+/// History is unbounded, so stopping early is expected, not an error.
+async fn recent_pipelines(
+    cx: &CircleCi,
+    s: &StepScope<'_>,
+    org_slug: &str,
+    max_pages: usize,
+) -> Result<Vec<api::Pipeline>, HttpError> {
+    let mut pages = cx
+        .http
+        .pages::<api::Pipeline>("/api/v2/pipeline", &[("org-slug", org_slug)], &s.stats)?;
+    let mut all = Vec::new();
+    while pages.pages_fetched() < max_pages {
+        match pages.next_page().await? {
+            Some(items) => all.extend(items),
+            None => break,
+        }
+    }
+    Ok(all)
 }
 
 pub(super) fn projects<'a>(cx: &'a CircleCi, s: &'a StepScope<'a>) -> StepResult<'a> {
