@@ -576,6 +576,37 @@ mod tests {
         assert_eq!(config.setup_config.as_deref(), Some("s"));
     }
 
+    /// Every bundled response decodes as the type its route returns.
+    #[test]
+    fn every_fixture_decodes() {
+        fn check<T: for<'de> Deserialize<'de>>(bytes: &[u8]) -> Result<(), String> {
+            serde_json::from_slice::<T>(bytes)
+                .map(drop)
+                .map_err(|e| e.to_string())
+        }
+        for set in crate::fixtures::FixtureSet::ALL {
+            for route in set.routes().unwrap() {
+                let body = set.file(&route.file).unwrap();
+                let path = route.get.split('?').next().unwrap();
+                let decoded = match path {
+                    "/api/v2/me" => check::<Me>(body),
+                    "/api/v2/me/collaborations" => check::<Vec<Collaboration>>(body),
+                    "/api/v2/pipeline" => check::<Page<Pipeline>>(body),
+                    "/api/v2/context" => check::<Page<Context>>(body),
+                    p if p.starts_with("/api/v2/user/") => check::<User>(body),
+                    p if p.ends_with("/workflow") => check::<Page<Workflow>>(body),
+                    p if p.ends_with("/config") => check::<PipelineConfig>(body),
+                    p if p.starts_with("/api/v2/workflow/") => check::<Page<Job>>(body),
+                    p if p.ends_with("/environment-variable") => check::<Page<ContextEnvVar>>(body),
+                    p if p.ends_with("/envvar") => check::<Page<ProjectEnvVar>>(body),
+                    p if p.starts_with("/api/v2/project/") => check::<Project>(body),
+                    other => Err(format!("no wire type for {other}")),
+                };
+                assert_eq!(decoded, Ok(()), "{set}: {}", route.get);
+            }
+        }
+    }
+
     #[test]
     fn a_missing_key_is_an_error() {
         assert!(serde_json::from_str::<Pipeline>(r#"{"number": 1}"#).is_err());
