@@ -24,9 +24,9 @@ where
     Ok(Option::<T>::deserialize(deserializer)?.unwrap_or_default())
 }
 
-/// Decodes any JSON scalar as text: for fields whose type the spec leaves open
-/// (a project env var's creation time has been seen as a string in two
-/// formats). Objects and arrays are kept as their JSON text.
+/// Decodes any JSON value as text: for fields whose type the spec leaves open
+/// (it gives a project env var's `created-at` no type, and a Clojure
+/// `#joda/inst …` string as its example). Non-strings keep their JSON text.
 fn lenient_string<'de, D>(deserializer: D) -> Result<Option<String>, D::Error>
 where
     D: Deserializer<'de>,
