@@ -1,1 +1,0 @@
-//! The bundled fixture server: recorded API responses served on loopback.
