@@ -142,10 +142,16 @@ pub fn user(user: &api::Me, cx: &MapContext) -> Entity {
     e
 }
 
+/// An organisation's id; the slug stands in when the API leaves the id out.
+pub fn org_id(org: &api::Collaboration) -> &str {
+    org.id.as_deref().filter(|id| !id.is_empty()).unwrap_or(&org.slug)
+}
+
 pub fn user_group(org: &api::Collaboration, cx: &MapContext) -> Entity {
-    let name = first_non_empty(&[org.name.as_deref(), Some(org.slug.as_str())], &org.id);
-    let mut e = cx.entity(user_group_key(&org.id), USER_GROUP, "Group", name);
-    e.set("id", org.id.as_str())
+    let id = org_id(org);
+    let name = first_non_empty(&[org.name.as_deref(), Some(org.slug.as_str())], id);
+    let mut e = cx.entity(user_group_key(id), USER_GROUP, "Group", name);
+    e.set("id", id)
         .set("slug", org.slug.as_str())
         .set("vcsType", text(org.vcs_type.as_deref()))
         .set("avatarUrl", text(org.avatar_url.as_deref()));
@@ -170,12 +176,15 @@ pub fn project(p: &api::Project, cx: &MapContext) -> Entity {
 
 pub fn pipeline(p: &api::Pipeline, cx: &MapContext) -> Entity {
     let slug = p.project_slug.as_deref().unwrap_or_default();
-    let name = format!("{slug} #{}", p.number);
+    let name = match p.number {
+        Some(n) => format!("{slug} #{n}"),
+        None => format!("{slug} {}", p.id),
+    };
     let mut e = cx.entity(pipeline_key(&p.id), PIPELINE, "Configuration", &name);
     let vcs = p.vcs.as_ref();
     let trigger = p.trigger.as_ref();
     e.set("id", p.id.as_str())
-        .set("number", p.number)
+        .set("number", p.number.map(Value::from).unwrap_or(Value::Null))
         .set("state", p.state.as_deref().unwrap_or("unknown"))
         .set("projectSlug", text(p.project_slug.as_deref()))
         .set("triggerType", text(trigger.and_then(|t| t.r#type.as_deref())))
@@ -189,7 +198,10 @@ pub fn pipeline(p: &api::Pipeline, cx: &MapContext) -> Entity {
         .set("errorCount", p.errors.len())
         .set("createdOn", millis(p.created_at.as_deref()))
         .set("updatedOn", millis(p.updated_at.as_deref()))
-        .set("webLink", format!("{}/pipelines/{slug}/{}", cx.app_url, p.number));
+        ;
+    if let Some(n) = p.number {
+        e.set("webLink", format!("{}/pipelines/{slug}/{n}", cx.app_url));
+    }
     e
 }
 

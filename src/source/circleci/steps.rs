@@ -198,7 +198,7 @@ pub(super) fn projects<'a>(cx: &'a CircleCi, s: &'a StepScope<'a>) -> StepResult
                 .filter_map(|(org, p)| p.project_slug.clone().map(|slug| (slug, org.clone())))
                 .collect();
             let orgs: BTreeMap<String, String> =
-                shared.orgs.iter().map(|o| (o.slug.to_lowercase(), o.id.clone())).collect();
+                shared.orgs.iter().map(|o| (o.slug.to_lowercase(), map::org_id(o).to_owned())).collect();
             (slugs, orgs)
         };
         // Each project is fetched once, however many pipelines it has.
@@ -330,7 +330,7 @@ pub(super) fn users<'a>(cx: &'a CircleCi, s: &'a StepScope<'a>) -> StepResult<'a
         let starters: BTreeMap<String, BTreeSet<String>> = {
             let shared = cx.shared();
             let org_ids: BTreeMap<String, String> =
-                shared.orgs.iter().map(|o| (o.slug.to_lowercase(), o.id.clone())).collect();
+                shared.orgs.iter().map(|o| (o.slug.to_lowercase(), map::org_id(o).to_owned())).collect();
             let mut starters: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
             for workflow in shared.workflows.values() {
                 let Some(user) = workflow.started_by.as_deref().filter(|u| !u.is_empty()) else {
@@ -384,7 +384,7 @@ pub(super) fn contexts<'a>(cx: &'a CircleCi, s: &'a StepScope<'a>) -> StepResult
         let results = fan_out(orgs, cx.settings.concurrency, |org| async move {
             let contexts = cx
                 .http
-                .get_all_pages::<api::Context>("/api/v2/context", &[("owner-id", org.id.as_str())], &s.stats)
+                .get_all_pages::<api::Context>("/api/v2/context", &[("owner-id", map::org_id(&org))], &s.stats)
                 .await;
             (format!("contexts of organisation {}", org.slug), contexts.map(|c| (org, c)))
         })
@@ -392,7 +392,7 @@ pub(super) fn contexts<'a>(cx: &'a CircleCi, s: &'a StepScope<'a>) -> StepResult
         let (ok, error) = settle(s, results);
         let mut all = BTreeMap::new();
         for (_, (org, contexts)) in ok {
-            let group_key = map::user_group_key(&org.id);
+            let group_key = map::user_group_key(map::org_id(&org));
             for context in contexts {
                 let entity = map::context(&context, &cx.map);
                 s.relationship(Relationship::by_keys("HAS", map::USER_GROUP, &group_key, map::CONTEXT, &entity.key));
