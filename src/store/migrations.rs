@@ -1,0 +1,144 @@
+//! Schema migrations: a list that only grows, applied in order and tracked in
+//! `PRAGMA user_version`. Never edit a released entry; append a new one.
+
+use std::path::Path;
+
+use rusqlite::{Connection, TransactionBehavior};
+
+use super::StoreError;
+
+/// Entry `i` brings the schema from version `i` to `i + 1`.
+pub(crate) const MIGRATIONS: &[&str] = &[
+    // 1: graph, runs, events, per-type last-seen times.
+    "
+    CREATE TABLE entities (
+        integration  TEXT    NOT NULL,
+        key          TEXT    NOT NULL,
+        type         TEXT    NOT NULL,
+        class        TEXT    NOT NULL,
+        props        TEXT    NOT NULL,  -- canonical JSON object
+        hash         INTEGER NOT NULL,  -- content hash (type, class, props)
+        first_seen   TEXT    NOT NULL,
+        -- Written when the row is written; for rows of a type that was
+        -- complete in a later run, type_seen.time is the later last-seen.
+        last_seen    TEXT    NOT NULL,
+        created_sync INTEGER NOT NULL,
+        changed_sync INTEGER NOT NULL,
+        PRIMARY KEY (integration, key)
+    ) WITHOUT ROWID;
+    CREATE INDEX entities_by_type ON entities (integration, type);
+
+    CREATE TABLE relationships (
+        integration  TEXT    NOT NULL,
+        key          TEXT    NOT NULL,
+        type         TEXT    NOT NULL,
+        class        TEXT    NOT NULL,
+        from_key     TEXT    NOT NULL,
+        to_key       TEXT    NOT NULL,
+        -- Endpoint types when written ('' when the endpoint is not in this
+        -- integration's graph); the diff keeps a relationship while an
+        -- endpoint type is incomplete.
+        from_type    TEXT    NOT NULL,
+        to_type      TEXT    NOT NULL,
+        props        TEXT    NOT NULL,
+        hash         INTEGER NOT NULL,
+        first_seen   TEXT    NOT NULL,
+        last_seen    TEXT    NOT NULL,
+        created_sync INTEGER NOT NULL,
+        changed_sync INTEGER NOT NULL,
+        PRIMARY KEY (integration, key)
+    ) WITHOUT ROWID;
+    CREATE INDEX relationships_by_type ON relationships (integration, type);
+    CREATE INDEX relationships_by_from ON relationships (integration, from_key);
+    CREATE INDEX relationships_by_to ON relationships (integration, to_key);
+
+    CREATE TABLE sync_runs (
+        id          INTEGER PRIMARY KEY,
+        integration TEXT    NOT NULL,
+        started_at  TEXT    NOT NULL,
+        ended_at    TEXT,
+        status      TEXT    NOT NULL,
+        steps       TEXT    NOT NULL DEFAULT '[]',
+        created     INTEGER NOT NULL DEFAULT 0,
+        updated     INTEGER NOT NULL DEFAULT 0,
+        deleted     INTEGER NOT NULL DEFAULT 0,
+        error       TEXT
+    );
+    CREATE INDEX sync_runs_by_integration ON sync_runs (integration, id);
+
+    -- The outbox. seq is gap-free: each commit continues from MAX(seq)
+    -- inside its transaction. body is the whole event as JSON.
+    CREATE TABLE events (
+        seq         INTEGER PRIMARY KEY,
+        time        TEXT    NOT NULL,
+        integration TEXT    NOT NULL,
+        sync_id     INTEGER NOT NULL REFERENCES sync_runs (id),
+        action      TEXT    NOT NULL,
+        object      TEXT    NOT NULL,
+        type        TEXT    NOT NULL,
+        class       TEXT    NOT NULL,
+        key         TEXT    NOT NULL,
+        body        TEXT    NOT NULL
+    );
+    CREATE INDEX events_by_integration ON events (integration, seq);
+
+    -- The last run in which each type was complete: the last-seen time of
+    -- every unchanged row of that type, without rewriting the rows.
+    CREATE TABLE type_seen (
+        integration TEXT    NOT NULL,
+        type        TEXT    NOT NULL,
+        sync_id     INTEGER NOT NULL,
+        time        TEXT    NOT NULL,
+        PRIMARY KEY (integration, type)
+    ) WITHOUT ROWID;
+    ",
+];
+
+/// Brings the database to the latest schema, refusing one that is newer.
+/// All pending steps run in one write transaction: two processes opening a
+/// fresh database at once cannot both apply them, and a crash applies none.
+pub(crate) fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StoreError> {
+    let known = MIGRATIONS.len();
+    let current = user_version(conn, path, known)?;
+    if current == known {
+        return Ok(());
+    }
+    let failed = |version: usize| {
+        move |source| StoreError::Migration {
+            path: path.to_owned(),
+            version,
+            source,
+        }
+    };
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(failed(current + 1))?;
+    // Read again under the write lock: another process may have migrated.
+    let current = user_version(&tx, path, known)?;
+    for (index, sql) in MIGRATIONS.iter().enumerate().skip(current) {
+        tx.execute_batch(sql).map_err(failed(index + 1))?;
+    }
+    tx.pragma_update(None, "user_version", known as i64)
+        .map_err(failed(known))?;
+    tx.commit().map_err(failed(known))
+}
+
+fn user_version(conn: &Connection, path: &Path, known: usize) -> Result<usize, StoreError> {
+    let found: i64 = conn
+        .pragma_query_value(None, "user_version", |row| row.get(0))
+        .map_err(|source| StoreError::Open {
+            path: path.to_owned(),
+            source,
+        })?;
+    if found > known as i64 {
+        return Err(StoreError::TooNew {
+            path: path.to_owned(),
+            found,
+            known,
+        });
+    }
+    usize::try_from(found).map_err(|_| StoreError::Corrupt {
+        what: format!("schema version of {}", path.display()),
+        reason: format!("user_version is {found}"),
+    })
+}
