@@ -13,7 +13,10 @@ use crate::source::http::{HttpConfig, RateLimit};
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read config {path}: {source}")]
-    Read { path: String, source: std::io::Error },
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("config {path} is not valid YAML for sextant: {message}")]
     Parse { path: String, message: String },
     #[error("config {path} has {} problem(s):\n  {}", .problems.len(), .problems.join("\n  "))]
@@ -120,7 +123,9 @@ impl ConnectionConfig {
             if let Some(value) = self.plain.get(field.name) {
                 secrets.plain.insert(field.name.to_owned(), value.clone());
             } else if let Some(default) = field.default {
-                secrets.plain.insert(field.name.to_owned(), default.to_owned());
+                secrets
+                    .plain
+                    .insert(field.name.to_owned(), default.to_owned());
             }
         }
         for (name, reference) in &self.sensitive {
@@ -234,7 +239,11 @@ impl Config {
         } else {
             serde_saphyr::from_str(text).map_err(|e| ConfigError::Parse {
                 path: path.to_owned(),
-                message: e.to_string().split_whitespace().collect::<Vec<_>>().join(" "),
+                message: e
+                    .to_string()
+                    .split_whitespace()
+                    .collect::<Vec<_>>()
+                    .join(" "),
             })?
         };
         let mut problems = Vec::new();
@@ -302,7 +311,11 @@ impl Config {
     }
 }
 
-fn validate_connection(at: &str, raw: RawConnection, problems: &mut Vec<String>) -> Option<ConnectionConfig> {
+fn validate_connection(
+    at: &str,
+    raw: RawConnection,
+    problems: &mut Vec<String>,
+) -> Option<ConnectionConfig> {
     let Some(ty) = connection_type(&raw.ty) else {
         let known: Vec<&str> = connection_types().iter().map(|t| t.name).collect();
         problems.push(format!(
@@ -314,6 +327,7 @@ fn validate_connection(at: &str, raw: RawConnection, problems: &mut Vec<String>)
     };
     let mut plain = BTreeMap::new();
     let mut sensitive = BTreeMap::new();
+    let mut refused = BTreeSet::new();
     for (name, value) in raw.secrets {
         let Some(field) = ty.field(&name) else {
             let fields: Vec<&str> = ty.fields.iter().map(|f| f.name).collect();
@@ -330,16 +344,22 @@ fn validate_connection(at: &str, raw: RawConnection, problems: &mut Vec<String>)
                     sensitive.insert(name, r);
                 }
                 // Never echo the value: it may be the secret itself.
-                None => problems.push(format!(
+                None => {
+                    refused.insert(name.clone());
+                    problems.push(format!(
                     "{at}.secrets.{name}: is sensitive and must be a reference, not a literal; write env:VARIABLE or file:/path/to/file"
-                )),
+                    ))
+                }
             }
         } else {
             plain.insert(name, value);
         }
     }
     for field in ty.fields.iter().filter(|f| f.required) {
-        if !sensitive.contains_key(field.name) && !plain.contains_key(field.name) {
+        let given = sensitive.contains_key(field.name)
+            || plain.contains_key(field.name)
+            || refused.contains(field.name);
+        if !given {
             problems.push(format!("{at}.secrets.{}: is required", field.name));
         }
     }
@@ -351,7 +371,9 @@ fn validate_connection(at: &str, raw: RawConnection, problems: &mut Vec<String>)
         Some(text) => match parse_duration(text).filter(|d| !d.is_zero()) {
             Some(d) => Some(d),
             None => {
-                problems.push(format!("{at}.timeout: {text:?} is not a duration; try 30s or 2m"));
+                problems.push(format!(
+                    "{at}.timeout: {text:?} is not a duration; try 30s or 2m"
+                ));
                 None
             }
         },
@@ -403,8 +425,14 @@ mod tests {
     #[test]
     fn intervals() {
         assert_eq!(Interval::parse("DISABLED"), Ok(Interval::Disabled));
-        assert_eq!(Interval::parse("30m"), Ok(Interval::Every(Duration::from_secs(1800))));
-        assert_eq!(Interval::parse("1d").map(|i| i.to_string()), Ok("1d".to_owned()));
+        assert_eq!(
+            Interval::parse("30m"),
+            Ok(Interval::Every(Duration::from_secs(1800)))
+        );
+        assert_eq!(
+            Interval::parse("1d").map(|i| i.to_string()),
+            Ok("1d".to_owned())
+        );
         assert!(Interval::parse("cron:0 */4 * * *").is_ok());
         assert!(Interval::parse("cron:bad").is_err());
         assert!(Interval::parse("10s").is_err());

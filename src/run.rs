@@ -169,7 +169,10 @@ pub fn complete_types(schema: &Schema, steps: &[StepOutcome]) -> BTreeSet<String
 /// The run's status from its steps: success when all succeeded, failed when
 /// none did, partial otherwise.
 pub fn run_status(steps: &[StepOutcome]) -> RunStatus {
-    let ok = steps.iter().filter(|s| s.status == StepStatus::Success).count();
+    let ok = steps
+        .iter()
+        .filter(|s| s.status == StepStatus::Success)
+        .count();
     if ok == steps.len() {
         RunStatus::Success
     } else if ok == 0 {

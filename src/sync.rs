@@ -20,7 +20,10 @@ pub enum SyncError {
     #[error("no integration named {0:?}; list them with: sextant integration list")]
     UnknownIntegration(String),
     #[error("integration {integration:?} uses connection {connection:?}, which does not exist")]
-    UnknownConnection { integration: String, connection: String },
+    UnknownConnection {
+        integration: String,
+        connection: String,
+    },
     #[error("integration {0:?} is disabled; enable it before syncing")]
     Disabled(String),
     #[error(transparent)]
@@ -50,20 +53,26 @@ pub struct SyncReport {
 
 /// Finds the integration and its connection in the config and resolves the
 /// connection's secrets.
-pub fn resolve(config: &Config, name: &str) -> Result<(IntegrationConfig, ResolvedConnection), SyncError> {
+pub fn resolve(
+    config: &Config,
+    name: &str,
+) -> Result<(IntegrationConfig, ResolvedConnection), SyncError> {
     let integration = config
         .integration(name)
         .ok_or_else(|| SyncError::UnknownIntegration(name.to_owned()))?;
-    let connection = config
-        .connection(&integration.connection)
-        .ok_or_else(|| SyncError::UnknownConnection {
-            integration: name.to_owned(),
-            connection: integration.connection.clone(),
+    let connection =
+        config
+            .connection(&integration.connection)
+            .ok_or_else(|| SyncError::UnknownConnection {
+                integration: name.to_owned(),
+                connection: integration.connection.clone(),
+            })?;
+    let secrets = connection
+        .resolve()
+        .map_err(|message| SourceError::Connection {
+            connection: connection.name.clone(),
+            message,
         })?;
-    let secrets = connection.resolve().map_err(|message| SourceError::Connection {
-        connection: connection.name.clone(),
-        message,
-    })?;
     Ok((
         integration.clone(),
         ResolvedConnection {
@@ -76,7 +85,9 @@ pub fn resolve(config: &Config, name: &str) -> Result<(IntegrationConfig, Resolv
 }
 
 pub fn now_rfc3339() -> String {
-    OffsetDateTime::now_utc().format(&Rfc3339).unwrap_or_default()
+    OffsetDateTime::now_utc()
+        .format(&Rfc3339)
+        .unwrap_or_default()
 }
 
 /// Runs one sync: collect, then commit graph changes and events atomically.
@@ -104,7 +115,14 @@ pub async fn run_sync(
     let collected = state.into_graph();
     let complete = complete_types(&schema, &steps);
     let status = run_status(&steps);
-    let changes = match store.commit_run(sync_id, &integration.name, &collected, &complete, &steps, status) {
+    let changes = match store.commit_run(
+        sync_id,
+        &integration.name,
+        &collected,
+        &complete,
+        &steps,
+        status,
+    ) {
         Ok(changes) => changes,
         Err(e) => {
             // Nothing of the run landed; record why, if the store still can.

@@ -11,7 +11,10 @@ fn example_config_parses_and_means_what_it_says() {
     assert_eq!(connection.requests_per_second, Some(5));
     assert!(connection.sensitive.contains_key("api_token"));
     let integration = config.integration("acme-circleci").expect("integration");
-    assert_eq!(integration.interval, Interval::Every(std::time::Duration::from_secs(3600)));
+    assert_eq!(
+        integration.interval,
+        Interval::Every(std::time::Duration::from_secs(3600))
+    );
     assert!(integration.tag_account_name);
     assert_eq!(integration.settings["org_slugs"][0], "gh/acme");
 }

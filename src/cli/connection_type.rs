@@ -23,7 +23,10 @@ pub fn run(cmd: ConnectionTypeCommand) -> anyhow::Result<i32> {
         ConnectionTypeCommand::Show { name } => {
             let Some(ty) = connection_type(&name) else {
                 let known: Vec<&str> = connection_types().iter().map(|t| t.name).collect();
-                anyhow::bail!("no connection type {name:?}; known types: {}", known.join(", "));
+                anyhow::bail!(
+                    "no connection type {name:?}; known types: {}",
+                    known.join(", ")
+                );
             };
             let doc = serde_json::json!({
                 "type": ty.name,

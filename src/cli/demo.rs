@@ -29,8 +29,14 @@ pub const DEMO_INTEGRATION: &str = "demo-circleci";
 
 pub fn run(cx: &Context, args: DemoArgs, home_given: bool) -> anyhow::Result<i32> {
     // Without --home the demo leaves nothing behind.
-    let temp = if home_given { None } else { Some(tempfile::tempdir()?) };
-    let home = temp.as_ref().map_or_else(|| cx.home.clone(), |t| t.path().to_path_buf());
+    let temp = if home_given {
+        None
+    } else {
+        Some(tempfile::tempdir()?)
+    };
+    let home = temp
+        .as_ref()
+        .map_or_else(|| cx.home.clone(), |t| t.path().to_path_buf());
     std::fs::create_dir_all(&home)?;
     let mut store = Store::open(&home.join("sextant.db"))?;
     let schema = super::schema()?;
@@ -84,10 +90,13 @@ pub fn run(cx: &Context, args: DemoArgs, home_given: bool) -> anyhow::Result<i32
 }
 
 fn demo_connection(base_url: &str) -> anyhow::Result<ResolvedConnection> {
-    let ty = connection_type("circleci").ok_or_else(|| anyhow::anyhow!("the circleci connection type is missing"))?;
+    let ty = connection_type("circleci")
+        .ok_or_else(|| anyhow::anyhow!("the circleci connection type is missing"))?;
     let mut secrets = Secrets::default();
     secrets.plain.insert("host".into(), base_url.to_owned());
-    secrets.sensitive.insert("api_token".into(), Secret::new(FIXTURE_TOKEN));
+    secrets
+        .sensitive
+        .insert("api_token".into(), Secret::new(FIXTURE_TOKEN));
     Ok(ResolvedConnection {
         name: "demo".into(),
         ty,
@@ -133,7 +142,13 @@ fn print_events(out: &mut dyn Write, events: &[ChangeEvent]) -> std::io::Result<
             Action::Updated => '~',
             Action::Deleted => '-',
         };
-        write!(out, "  {mark} {:<8} {:<52} {}", event.action.as_str(), event.ty, label(event))?;
+        write!(
+            out,
+            "  {mark} {:<8} {:<52} {}",
+            event.action.as_str(),
+            event.ty,
+            label(event)
+        )?;
         if let Some(changes) = &event.changes {
             let fields: Vec<String> = changes
                 .iter()
@@ -144,5 +159,13 @@ fn print_events(out: &mut dyn Write, events: &[ChangeEvent]) -> std::io::Result<
         writeln!(out)?;
     }
     let totals: Vec<String> = by_action.iter().map(|(a, n)| format!("{n} {a}")).collect();
-    writeln!(out, "  total: {}", if totals.is_empty() { "none".to_owned() } else { totals.join(", ") })
+    writeln!(
+        out,
+        "  total: {}",
+        if totals.is_empty() {
+            "none".to_owned()
+        } else {
+            totals.join(", ")
+        }
+    )
 }

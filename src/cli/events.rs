@@ -28,9 +28,13 @@ pub enum EventsCommand {
 
 fn parse_poll(text: &str) -> Result<Duration, String> {
     if let Some(ms) = text.strip_suffix("ms") {
-        return ms.parse().map(Duration::from_millis).map_err(|e| e.to_string());
+        return ms
+            .parse()
+            .map(Duration::from_millis)
+            .map_err(|e| e.to_string());
     }
-    crate::config::parse_duration(text).ok_or_else(|| format!("{text:?} is not a duration; try 500ms or 2s"))
+    crate::config::parse_duration(text)
+        .ok_or_else(|| format!("{text:?} is not a duration; try 500ms or 2s"))
 }
 
 const BATCH: usize = 10_000;

@@ -26,7 +26,10 @@ pub enum GraphCommand {
 }
 
 pub fn run(cx: &Context, cmd: GraphCommand) -> anyhow::Result<i32> {
-    let GraphCommand::Export { integration, format } = cmd;
+    let GraphCommand::Export {
+        integration,
+        format,
+    } = cmd;
     let store = cx.store()?;
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
@@ -94,13 +97,27 @@ pub fn export_dot(
 ) -> anyhow::Result<()> {
     use std::cell::RefCell;
     let out = RefCell::new(out);
-    out.borrow_mut().write_all(b"digraph sextant {\n  node [shape=box];\n")?;
-    let field = |v: &Value, name: &str| v.get(name).and_then(Value::as_str).unwrap_or_default().to_owned();
+    out.borrow_mut()
+        .write_all(b"digraph sextant {\n  node [shape=box];\n")?;
+    let field = |v: &Value, name: &str| {
+        v.get(name)
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned()
+    };
     store.export(
         integration,
         &mut |e: Value| {
-            let label = format!("{}\\n{}", dot_escape(&field(&e, "displayName")), field(&e, "_type"));
-            writeln!(out.borrow_mut(), "  \"{}\" [label=\"{label}\"];", dot_escape(&field(&e, "_key")))
+            let label = format!(
+                "{}\\n{}",
+                dot_escape(&field(&e, "displayName")),
+                field(&e, "_type")
+            );
+            writeln!(
+                out.borrow_mut(),
+                "  \"{}\" [label=\"{label}\"];",
+                dot_escape(&field(&e, "_key"))
+            )
         },
         &mut |r: Value| {
             writeln!(

@@ -71,7 +71,10 @@ pub fn step_line(o: &StepOutcome) -> String {
         o.duration_ms
     );
     if o.retries > 0 || o.waited_ms > 0 {
-        line.push_str(&format!("  ({} retries, waited {} ms for rate limits)", o.retries, o.waited_ms));
+        line.push_str(&format!(
+            "  ({} retries, waited {} ms for rate limits)",
+            o.retries, o.waited_ms
+        ));
     }
     if let Some(error) = &o.error {
         line.push_str(&format!("\n      {error}"));
@@ -83,7 +86,10 @@ pub fn step_line(o: &StepOutcome) -> String {
         line.push_str(&format!("\n      refused {problem}"));
     }
     for dup in &o.duplicates {
-        line.push_str(&format!("\n      duplicate key {:?}: kept the first", dup.key));
+        line.push_str(&format!(
+            "\n      duplicate key {:?}: kept the first",
+            dup.key
+        ));
     }
     line
 }

@@ -100,7 +100,9 @@ mod tests {
     #[test]
     fn debug_never_shows_the_value() {
         let mut secrets = Secrets::default();
-        secrets.sensitive.insert("api_token".into(), Secret::new("s3cr3t-value"));
+        secrets
+            .sensitive
+            .insert("api_token".into(), Secret::new("s3cr3t-value"));
         let shown = format!("{secrets:?} {:?}", Secret::new("s3cr3t-value"));
         assert!(!shown.contains("s3cr3t-value"), "{shown}");
         assert!(shown.contains("api_token"));
@@ -108,8 +110,14 @@ mod tests {
 
     #[test]
     fn references_parse() {
-        assert_eq!(SecretRef::parse("env:TOKEN"), Some(SecretRef::Env("TOKEN".into())));
-        assert_eq!(SecretRef::parse("file:/run/t"), Some(SecretRef::File("/run/t".into())));
+        assert_eq!(
+            SecretRef::parse("env:TOKEN"),
+            Some(SecretRef::Env("TOKEN".into()))
+        );
+        assert_eq!(
+            SecretRef::parse("file:/run/t"),
+            Some(SecretRef::File("/run/t".into()))
+        );
         assert_eq!(SecretRef::parse("abc"), None);
         assert_eq!(SecretRef::parse("env:"), None);
     }

@@ -37,7 +37,12 @@ impl ConnectionType {
             }
             properties.insert(f.name.into(), field);
         }
-        let required: Vec<&str> = self.fields.iter().filter(|f| f.required).map(|f| f.name).collect();
+        let required: Vec<&str> = self
+            .fields
+            .iter()
+            .filter(|f| f.required)
+            .map(|f| f.name)
+            .collect();
         json!({
             "$schema": "http://json-schema.org/draft-07/schema#",
             "title": format!("{} connection", self.human_name),

@@ -240,19 +240,39 @@ mod tests {
         let first = Entity::new("circleci_user:1", "circleci_user", "User").with("name", "a");
         let second = Entity::new("circleci_user:1", "circleci_user", "User").with("name", "b");
         graph.insert_entity(first).expect("first insert");
-        let dup = graph.insert_entity(second).expect_err("second is a duplicate");
+        let dup = graph
+            .insert_entity(second)
+            .expect_err("second is a duplicate");
         assert_eq!(dup.kept["name"], "a");
         assert_eq!(dup.rejected["name"], "b");
         assert_eq!(graph.entity_count(), 1);
-        assert_eq!(graph.entity("circleci_user:1").map(|e| e.properties()["name"].clone()), Some("a".into()));
+        assert_eq!(
+            graph
+                .entity("circleci_user:1")
+                .map(|e| e.properties()["name"].clone()),
+            Some("a".into())
+        );
     }
 
     #[test]
     fn hash_ignores_property_insertion_order() {
         let mut a = Collected::new();
         let mut b = Collected::new();
-        a.insert_entity(Entity::new("k1234567890", "t_x", "C").with("x", 1).with("y", 2)).expect("a");
-        b.insert_entity(Entity::new("k1234567890", "t_x", "C").with("y", 2).with("x", 1)).expect("b");
-        assert_eq!(a.entity("k1234567890").map(|e| e.hash), b.entity("k1234567890").map(|e| e.hash));
+        a.insert_entity(
+            Entity::new("k1234567890", "t_x", "C")
+                .with("x", 1)
+                .with("y", 2),
+        )
+        .expect("a");
+        b.insert_entity(
+            Entity::new("k1234567890", "t_x", "C")
+                .with("y", 2)
+                .with("x", 1),
+        )
+        .expect("b");
+        assert_eq!(
+            a.entity("k1234567890").map(|e| e.hash),
+            b.entity("k1234567890").map(|e| e.hash)
+        );
     }
 }

@@ -260,7 +260,9 @@ impl Schema {
                 let path = format!("{file}: entities.{ty}");
                 let _ = &def.description;
                 if !source.is_empty() && !ty.starts_with(&format!("{source}_")) {
-                    faults.push(format!("{path}: type must start with the source name \"{source}_\""));
+                    faults.push(format!(
+                        "{path}: type must start with the source name \"{source}_\""
+                    ));
                 }
                 if schema.entities.contains_key(ty) {
                     faults.push(format!("{path}: type is defined twice"));
@@ -275,7 +277,8 @@ impl Schema {
                 }
                 let properties = parse_properties(&path, &def.properties, &mut faults);
                 for name in &def.required {
-                    if !properties.contains_key(name) && !class_property(&schema, &def.class, name) {
+                    if !properties.contains_key(name) && !class_property(&schema, &def.class, name)
+                    {
                         faults.push(format!(
                             "{path}.required: {name:?} is not declared under properties"
                         ));
@@ -307,7 +310,9 @@ impl Schema {
                 }
                 for (field, ty) in [("from", &def.from), ("to", &def.to)] {
                     if !schema.entities.contains_key(ty) {
-                        faults.push(format!("{path}.{field}: {ty:?} is not a defined entity type"));
+                        faults.push(format!(
+                            "{path}.{field}: {ty:?} is not a defined entity type"
+                        ));
                     }
                 }
                 let expected = super::relationship_type(&def.from, &def.class, &def.to);
@@ -341,7 +346,10 @@ impl Schema {
     }
 
     /// The entity types a source declares.
-    pub fn entity_types_of<'a>(&'a self, source: &'a str) -> impl Iterator<Item = &'a EntityTypeDef> {
+    pub fn entity_types_of<'a>(
+        &'a self,
+        source: &'a str,
+    ) -> impl Iterator<Item = &'a EntityTypeDef> {
         self.entities.values().filter(move |d| d.source == source)
     }
 
@@ -350,20 +358,33 @@ impl Schema {
         &'a self,
         source: &'a str,
     ) -> impl Iterator<Item = &'a RelationshipTypeDef> {
-        self.relationships.values().filter(move |d| d.source == source)
+        self.relationships
+            .values()
+            .filter(move |d| d.source == source)
     }
 
     /// The declared type of a property on an entity type (type, then class, then base).
     pub fn property_type(&self, def: &EntityTypeDef, name: &str) -> Option<PropertyType> {
         def.properties
             .get(name)
-            .or_else(|| self.classes.get(&def.class).and_then(|c| c.properties.get(name)))
-            .or_else(|| self.classes.get("Entity").and_then(|c| c.properties.get(name)))
+            .or_else(|| {
+                self.classes
+                    .get(&def.class)
+                    .and_then(|c| c.properties.get(name))
+            })
+            .or_else(|| {
+                self.classes
+                    .get("Entity")
+                    .and_then(|c| c.properties.get(name))
+            })
             .copied()
     }
 
     /// Every property an entity type requires (type, class and base class).
-    pub fn required_properties<'a>(&'a self, def: &'a EntityTypeDef) -> impl Iterator<Item = &'a String> {
+    pub fn required_properties<'a>(
+        &'a self,
+        def: &'a EntityTypeDef,
+    ) -> impl Iterator<Item = &'a String> {
         let class = self.classes.get(&def.class).map(|c| c.required.iter());
         let base = self.classes.get("Entity").map(|c| c.required.iter());
         def.required
@@ -374,7 +395,10 @@ impl Schema {
 }
 
 fn is_schema_file(path: &Path) -> bool {
-    matches!(path.extension().and_then(|e| e.to_str()), Some("yaml" | "yml"))
+    matches!(
+        path.extension().and_then(|e| e.to_str()),
+        Some("yaml" | "yml")
+    )
 }
 
 fn base_property(schema: &Schema, name: &str) -> bool {

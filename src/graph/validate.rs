@@ -67,7 +67,9 @@ impl Schema {
         check_flat(&entity.properties, &mut faults);
         for name in self.required_properties(def) {
             match entity.properties.get(name) {
-                None | Some(Value::Null) => faults.push(format!("required property {name:?} is missing")),
+                None | Some(Value::Null) => {
+                    faults.push(format!("required property {name:?} is missing"))
+                }
                 Some(_) => {}
             }
         }
@@ -80,7 +82,10 @@ impl Schema {
                     ));
                 }
             } else if name.starts_with("tag.")
-                && !matches!(value, Value::String(_) | Value::Number(_) | Value::Bool(_) | Value::Null)
+                && !matches!(
+                    value,
+                    Value::String(_) | Value::Number(_) | Value::Bool(_) | Value::Null
+                )
             {
                 faults.push(format!("tag {name:?} must be a string, number or boolean"));
             }
@@ -112,11 +117,17 @@ impl Schema {
         };
         let mut faults = Vec::new();
         if rel.class != def.class {
-            faults.push(format!("_class is {:?} but {} is {:?}", rel.class, rel.ty, def.class));
+            faults.push(format!(
+                "_class is {:?} but {} is {:?}",
+                rel.class, rel.ty, def.class
+            ));
         }
         check_key(&rel.key, &mut faults);
         check_flat(&rel.properties, &mut faults);
-        for (end, key, expected) in [("from", &rel.from_key, &def.from), ("to", &rel.to_key, &def.to)] {
+        for (end, key, expected) in [
+            ("from", &rel.from_key, &def.from),
+            ("to", &rel.to_key, &def.to),
+        ] {
             match endpoint_type(key) {
                 None => faults.push(format!("{end} entity {key:?} is not in the graph")),
                 Some(actual) if actual != expected => faults.push(format!(
@@ -135,7 +146,9 @@ impl Schema {
 
 fn check_key(key: &str, faults: &mut Vec<String>) {
     if key.chars().count() < MIN_KEY_LEN {
-        faults.push(format!("_key {key:?} is shorter than {MIN_KEY_LEN} characters"));
+        faults.push(format!(
+            "_key {key:?} is shorter than {MIN_KEY_LEN} characters"
+        ));
     }
 }
 

@@ -120,7 +120,9 @@ impl RunState {
     }
 
     pub fn into_graph(self) -> Collected {
-        self.graph.into_inner().unwrap_or_else(PoisonError::into_inner)
+        self.graph
+            .into_inner()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 
     fn graph(&self) -> MutexGuard<'_, Collected> {
@@ -197,7 +199,8 @@ impl<'a> StepScope<'a> {
             }
         }
         for rel in buffer.relationships {
-            let checked = schema.validate_relationship(&rel, |key| graph.entity(key).map(|e| &*e.ty));
+            let checked =
+                schema.validate_relationship(&rel, |key| graph.entity(key).map(|e| &*e.ty));
             if let Err(problem) = checked {
                 tracing::warn!(step = self.id, key = %problem.key, "relationship refused: {}", problem.reason);
                 outcome.problems.push(problem);
@@ -264,7 +267,9 @@ pub async fn execute<C: Sync>(
                     started[i] = true;
                     changed = true;
                     if let Some(p) = progress {
-                        p(ProgressEvent::StepStarted { id: step.id.to_owned() });
+                        p(ProgressEvent::StepStarted {
+                            id: step.id.to_owned(),
+                        });
                     }
                     running.push(run_step(i, step, cx, state));
                 }
@@ -331,5 +336,8 @@ async fn run_step<'a, C: Sync>(
 
 /// Every `_type` some step of the list produces.
 pub fn produced_types<C>(steps: &[Step<C>]) -> BTreeSet<&'static str> {
-    steps.iter().flat_map(|s| s.produces.iter().copied()).collect()
+    steps
+        .iter()
+        .flat_map(|s| s.produces.iter().copied())
+        .collect()
 }

@@ -23,7 +23,10 @@ pub struct ResolvedConnection {
 #[derive(Debug, thiserror::Error)]
 pub enum SourceError {
     #[error("integration {integration:?}: {message}")]
-    Settings { integration: String, message: String },
+    Settings {
+        integration: String,
+        message: String,
+    },
     #[error("connection {connection:?}: {message}")]
     Connection { connection: String, message: String },
 }
@@ -35,9 +38,14 @@ pub enum SourceKind {
 
 impl SourceKind {
     /// Builds the source an integration's connection type calls for.
-    pub fn new(integration: &IntegrationConfig, connection: &ResolvedConnection) -> Result<Self, SourceError> {
+    pub fn new(
+        integration: &IntegrationConfig,
+        connection: &ResolvedConnection,
+    ) -> Result<Self, SourceError> {
         match connection.ty.name {
-            "circleci" => circleci::CircleCi::new(integration, connection).map(SourceKind::CircleCi),
+            "circleci" => {
+                circleci::CircleCi::new(integration, connection).map(SourceKind::CircleCi)
+            }
             other => Err(SourceError::Connection {
                 connection: connection.name.clone(),
                 message: format!("connection type {other:?} has no source yet"),

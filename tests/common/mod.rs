@@ -25,11 +25,17 @@ impl Run {
 pub fn sextant(home: &Path, args: &[&str], env: &[(&str, &str)]) -> Run {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_sextant"));
     cmd.arg("--home").arg(home).args(args);
-    cmd.env_remove("SEXTANT_HOME").env_remove("SEXTANT_CONFIG").env_remove("RUST_LOG");
+    cmd.env_remove("SEXTANT_HOME")
+        .env_remove("SEXTANT_CONFIG")
+        .env_remove("RUST_LOG");
     for (k, v) in env {
         cmd.env(k, v);
     }
-    let Output { status, stdout, stderr } = cmd.output().expect("the sextant binary runs");
+    let Output {
+        status,
+        stdout,
+        stderr,
+    } = cmd.output().expect("the sextant binary runs");
     Run {
         code: status.code().unwrap_or(-1),
         stdout: String::from_utf8_lossy(&stdout).into_owned(),
@@ -41,7 +47,10 @@ pub fn sextant(home: &Path, args: &[&str], env: &[(&str, &str)]) -> Run {
 pub async fn sextant_async(home: &Path, args: &[&str], env: &[(&str, &str)]) -> Run {
     let home = home.to_path_buf();
     let args: Vec<String> = args.iter().map(|s| (*s).to_owned()).collect();
-    let env: Vec<(String, String)> = env.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+    let env: Vec<(String, String)> = env
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect();
     tokio::task::spawn_blocking(move || {
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();

@@ -138,13 +138,18 @@ pub fn user(user: &api::Me, cx: &MapContext) -> Entity {
     let login = first_non_empty(&[user.login.as_deref()], &user.id);
     let name = first_non_empty(&[user.name.as_deref(), user.login.as_deref()], &user.id);
     let mut e = cx.entity(user_key(&user.id), USER, "User", name);
-    e.set("id", user.id.as_str()).set("username", login).set("active", true);
+    e.set("id", user.id.as_str())
+        .set("username", login)
+        .set("active", true);
     e
 }
 
 /// An organisation's id; the slug stands in when the API leaves the id out.
 pub fn org_id(org: &api::Collaboration) -> &str {
-    org.id.as_deref().filter(|id| !id.is_empty()).unwrap_or(&org.slug)
+    org.id
+        .as_deref()
+        .filter(|id| !id.is_empty())
+        .unwrap_or(&org.slug)
 }
 
 pub fn user_group(org: &api::Collaboration, cx: &MapContext) -> Entity {
@@ -169,7 +174,10 @@ pub fn project(p: &api::Project, cx: &MapContext) -> Entity {
         .set("organizationId", text(p.organization_id.as_deref()))
         .set("vcsUrl", text(vcs.and_then(|v| v.vcs_url.as_deref())))
         .set("vcsProvider", text(vcs.and_then(|v| v.provider.as_deref())))
-        .set("defaultBranch", text(vcs.and_then(|v| v.default_branch.as_deref())))
+        .set(
+            "defaultBranch",
+            text(vcs.and_then(|v| v.default_branch.as_deref())),
+        )
         .set("webLink", format!("{}/pipelines/{}", cx.app_url, p.slug));
     e
 }
@@ -187,18 +195,24 @@ pub fn pipeline(p: &api::Pipeline, cx: &MapContext) -> Entity {
         .set("number", p.number.map(Value::from).unwrap_or(Value::Null))
         .set("state", p.state.as_deref().unwrap_or("unknown"))
         .set("projectSlug", text(p.project_slug.as_deref()))
-        .set("triggerType", text(trigger.and_then(|t| t.r#type.as_deref())))
+        .set(
+            "triggerType",
+            text(trigger.and_then(|t| t.r#type.as_deref())),
+        )
         .set(
             "triggeredBy",
-            text(trigger.and_then(|t| t.actor.as_ref()).and_then(|a| a.login.as_deref())),
+            text(
+                trigger
+                    .and_then(|t| t.actor.as_ref())
+                    .and_then(|a| a.login.as_deref()),
+            ),
         )
         .set("branch", text(vcs.and_then(|v| v.branch.as_deref())))
         .set("tag", text(vcs.and_then(|v| v.tag.as_deref())))
         .set("revision", text(vcs.and_then(|v| v.revision.as_deref())))
         .set("errorCount", p.errors.len())
         .set("createdOn", millis(p.created_at.as_deref()))
-        .set("updatedOn", millis(p.updated_at.as_deref()))
-        ;
+        .set("updatedOn", millis(p.updated_at.as_deref()));
     if let Some(n) = p.number {
         e.set("webLink", format!("{}/pipelines/{slug}/{n}", cx.app_url));
     }
@@ -212,7 +226,10 @@ pub fn workflow(w: &api::Workflow, cx: &MapContext) -> Entity {
     e.set("id", w.id.as_str())
         .set("status", w.status.as_deref().unwrap_or("unknown"))
         .set("pipelineId", text(w.pipeline_id.as_deref()))
-        .set("pipelineNumber", w.pipeline_number.map(Value::from).unwrap_or(Value::Null))
+        .set(
+            "pipelineNumber",
+            w.pipeline_number.map(Value::from).unwrap_or(Value::Null),
+        )
         .set("projectSlug", text(w.project_slug.as_deref()))
         .set("startedBy", text(w.started_by.as_deref()))
         .set("tag", text(w.tag.as_deref()))
@@ -221,7 +238,10 @@ pub fn workflow(w: &api::Workflow, cx: &MapContext) -> Entity {
     if let Some(number) = w.pipeline_number {
         e.set(
             "webLink",
-            format!("{}/pipelines/{slug}/{number}/workflows/{}", cx.app_url, w.id),
+            format!(
+                "{}/pipelines/{slug}/{number}/workflows/{}",
+                cx.app_url, w.id
+            ),
         );
     }
     e
@@ -230,11 +250,18 @@ pub fn workflow(w: &api::Workflow, cx: &MapContext) -> Entity {
 pub fn job(j: &api::Job, w: &api::Workflow, cx: &MapContext) -> Entity {
     let name = first_non_empty(&[j.name.as_deref()], &j.id);
     let mut e = cx.entity(job_key(&j.id), JOB, "Task", name);
-    let slug = j.project_slug.as_deref().or(w.project_slug.as_deref()).unwrap_or_default();
+    let slug = j
+        .project_slug
+        .as_deref()
+        .or(w.project_slug.as_deref())
+        .unwrap_or_default();
     e.set("id", j.id.as_str())
         .set("status", j.status.as_deref().unwrap_or("unknown"))
         .set("type", j.r#type.as_deref().unwrap_or("unknown"))
-        .set("jobNumber", j.job_number.map(Value::from).unwrap_or(Value::Null))
+        .set(
+            "jobNumber",
+            j.job_number.map(Value::from).unwrap_or(Value::Null),
+        )
         .set("projectSlug", text(Some(slug)))
         .set("workflowId", w.id.as_str())
         .set("dependencies", j.dependencies.clone())
@@ -256,7 +283,8 @@ pub fn job(j: &api::Job, w: &api::Workflow, cx: &MapContext) -> Entity {
 pub fn context(c: &api::Context, cx: &MapContext) -> Entity {
     let name = first_non_empty(&[c.name.as_deref()], &c.id);
     let mut e = cx.entity(context_key(&c.id), CONTEXT, "Configuration", name);
-    e.set("id", c.id.as_str()).set("createdOn", millis(c.created_at.as_deref()));
+    e.set("id", c.id.as_str())
+        .set("createdOn", millis(c.created_at.as_deref()));
     e
 }
 
@@ -293,7 +321,8 @@ pub fn project_env_var(v: &api::ProjectEnvVar, p: &api::Project, cx: &MapContext
 /// Context names that the jobs of a compiled config's workflows use:
 /// `context: name` or `context: [a, b]` under `workflows.<w>.jobs[].<job>`.
 pub fn contexts_used(compiled: &str) -> Result<BTreeSet<String>, String> {
-    let doc: Value = serde_saphyr::from_str(compiled).map_err(|e| format!("compiled config is not YAML: {e}"))?;
+    let doc: Value = serde_saphyr::from_str(compiled)
+        .map_err(|e| format!("compiled config is not YAML: {e}"))?;
     let mut names = BTreeSet::new();
     let Some(workflows) = doc.get("workflows").and_then(Value::as_object) else {
         return Ok(names);
@@ -342,14 +371,23 @@ mod tests {
 
     #[test]
     fn millis_tolerates_junk() {
-        assert_eq!(millis(Some("2024-01-02T03:04:05.678Z")), Value::from(1_704_164_645_678_i64));
+        assert_eq!(
+            millis(Some("2024-01-02T03:04:05.678Z")),
+            Value::from(1_704_164_645_678_i64)
+        );
         assert_eq!(millis(Some("yesterday")), Value::Null);
         assert_eq!(millis(None), Value::Null);
     }
 
     #[test]
     fn env_var_keys_are_scoped() {
-        assert_ne!(project_env_var_key("p1", "TOKEN"), project_env_var_key("p2", "TOKEN"));
-        assert_ne!(context_env_var_key("c1", "TOKEN"), context_env_var_key("c2", "TOKEN"));
+        assert_ne!(
+            project_env_var_key("p1", "TOKEN"),
+            project_env_var_key("p2", "TOKEN")
+        );
+        assert_ne!(
+            context_env_var_key("c1", "TOKEN"),
+            context_env_var_key("c2", "TOKEN")
+        );
     }
 }

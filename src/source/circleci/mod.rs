@@ -69,7 +69,10 @@ pub struct CircleCi {
 }
 
 impl CircleCi {
-    pub fn new(integration: &IntegrationConfig, connection: &ResolvedConnection) -> Result<Self, SourceError> {
+    pub fn new(
+        integration: &IntegrationConfig,
+        connection: &ResolvedConnection,
+    ) -> Result<Self, SourceError> {
         let settings: Settings = if integration.settings.is_null() {
             Settings::default()
         } else {
@@ -80,25 +83,39 @@ impl CircleCi {
                 ),
             })?
         };
-        let host = connection.secrets.plain("host").unwrap_or(DEFAULT_HOST).trim_end_matches('/');
-        let token = connection
+        let host = connection
             .secrets
-            .secret("api_token")
-            .ok_or_else(|| SourceError::Connection {
-                connection: connection.name.clone(),
-                message: "api_token is missing; add it to the connection's secrets".to_owned(),
-            })?;
+            .plain("host")
+            .unwrap_or(DEFAULT_HOST)
+            .trim_end_matches('/');
+        let token =
+            connection
+                .secrets
+                .secret("api_token")
+                .ok_or_else(|| SourceError::Connection {
+                    connection: connection.name.clone(),
+                    message: "api_token is missing; add it to the connection's secrets".to_owned(),
+                })?;
         let http = HttpClient::new(
-            HttpSource::new(connection.name.clone(), host, "Circle-Token", token.expose()).token_help(TOKEN_HELP),
+            HttpSource::new(
+                connection.name.clone(),
+                host,
+                "Circle-Token",
+                token.expose(),
+            )
+            .token_help(TOKEN_HELP),
             connection.http.clone(),
         )
         .map_err(|e| SourceError::Connection {
             connection: connection.name.clone(),
             message: e.to_string(),
         })?;
-        let tag = integration
-            .tag_account_name
-            .then(|| integration.account_name.clone().unwrap_or_else(|| integration.name.clone()));
+        let tag = integration.tag_account_name.then(|| {
+            integration
+                .account_name
+                .clone()
+                .unwrap_or_else(|| integration.name.clone())
+        });
         Ok(CircleCi {
             http,
             settings,
@@ -127,7 +144,11 @@ pub static STEPS: &[Step<CircleCi>] = &[
     },
     Step {
         id: "fetch-organizations",
-        produces: &[map::USER_GROUP, "circleci_account_has_user_group", "circleci_user_group_has_user"],
+        produces: &[
+            map::USER_GROUP,
+            "circleci_account_has_user_group",
+            "circleci_user_group_has_user",
+        ],
         depends_on: &["fetch-account"],
         run: steps::organizations,
     },
@@ -139,13 +160,20 @@ pub static STEPS: &[Step<CircleCi>] = &[
     },
     Step {
         id: "fetch-projects",
-        produces: &[map::PROJECT, "circleci_user_group_has_project", "circleci_project_has_pipeline"],
+        produces: &[
+            map::PROJECT,
+            "circleci_user_group_has_project",
+            "circleci_project_has_pipeline",
+        ],
         depends_on: &["fetch-pipelines"],
         run: steps::projects,
     },
     Step {
         id: "fetch-project-env-vars",
-        produces: &[map::PROJECT_ENV_VAR, "circleci_project_has_project_environment_variable"],
+        produces: &[
+            map::PROJECT_ENV_VAR,
+            "circleci_project_has_project_environment_variable",
+        ],
         depends_on: &["fetch-projects"],
         run: steps::project_env_vars,
     },
@@ -163,7 +191,11 @@ pub static STEPS: &[Step<CircleCi>] = &[
     },
     Step {
         id: "fetch-users",
-        produces: &[map::USER, "circleci_account_has_user", "circleci_user_group_has_user"],
+        produces: &[
+            map::USER,
+            "circleci_account_has_user",
+            "circleci_user_group_has_user",
+        ],
         depends_on: &["fetch-workflows", "fetch-organizations"],
         run: steps::users,
     },
@@ -175,7 +207,10 @@ pub static STEPS: &[Step<CircleCi>] = &[
     },
     Step {
         id: "fetch-context-env-vars",
-        produces: &[map::CONTEXT_ENV_VAR, "circleci_context_has_context_environment_variable"],
+        produces: &[
+            map::CONTEXT_ENV_VAR,
+            "circleci_context_has_context_environment_variable",
+        ],
         depends_on: &["fetch-contexts"],
         run: steps::context_env_vars,
     },
@@ -198,10 +233,18 @@ mod tests {
         dag::check_steps(STEPS, &schema).expect("valid step declarations");
         let produced = dag::produced_types(STEPS);
         for def in schema.entity_types_of("circleci") {
-            assert!(produced.contains(def.ty.as_str()), "no step produces {}", def.ty);
+            assert!(
+                produced.contains(def.ty.as_str()),
+                "no step produces {}",
+                def.ty
+            );
         }
         for def in schema.relationship_types_of("circleci") {
-            assert!(produced.contains(def.ty.as_str()), "no step produces {}", def.ty);
+            assert!(
+                produced.contains(def.ty.as_str()),
+                "no step produces {}",
+                def.ty
+            );
         }
     }
 }

@@ -18,7 +18,10 @@ type StepResult<'a> = BoxFuture<'a, Result<(), StepError>>;
 
 /// A project slug (`gh/acme/api`) as path segments, each percent-encoded.
 fn slug_path(slug: &str) -> String {
-    slug.split('/').map(encode_segment).collect::<Vec<_>>().join("/")
+    slug.split('/')
+        .map(encode_segment)
+        .collect::<Vec<_>>()
+        .join("/")
 }
 
 /// An id as one path segment.
@@ -39,7 +42,11 @@ where
     F: Fn(T) -> Fut,
     Fut: Future<Output = R>,
 {
-    stream::iter(items).map(f).buffer_unordered(concurrency.max(1)).collect().await
+    stream::iter(items)
+        .map(f)
+        .buffer_unordered(concurrency.max(1))
+        .collect()
+        .await
 }
 
 /// Splits fan-out results: a 404 becomes a warning (the token cannot see that
@@ -87,7 +94,11 @@ fn me_id(cx: &CircleCi) -> Result<String, StepError> {
 
 pub(super) fn account<'a>(cx: &'a CircleCi, s: &'a StepScope<'a>) -> StepResult<'a> {
     Box::pin(async move {
-        let me: api::Me = cx.http.get_json("/api/v2/me", &[], &s.stats).await.map_err(|e| fail(&e))?;
+        let me: api::Me = cx
+            .http
+            .get_json("/api/v2/me", &[], &s.stats)
+            .await
+            .map_err(|e| fail(&e))?;
         let account = map::account(&me, &cx.map);
         let user = map::user(&me, &cx.map);
         s.relationship(Relationship::between("HAS", &account, &user));
@@ -106,7 +117,12 @@ pub(super) fn organizations<'a>(cx: &'a CircleCi, s: &'a StepScope<'a>) -> StepR
             .get_json("/api/v2/me/collaborations", &[], &s.stats)
             .await
             .map_err(|e| fail(&e))?;
-        let wanted: BTreeSet<String> = cx.settings.org_slugs.iter().map(|s| s.to_lowercase()).collect();
+        let wanted: BTreeSet<String> = cx
+            .settings
+            .org_slugs
+            .iter()
+            .map(|s| s.to_lowercase())
+            .collect();
         let orgs: Vec<api::Collaboration> = all
             .into_iter()
             .filter(|o| wanted.is_empty() || wanted.contains(&o.slug.to_lowercase()))
@@ -156,7 +172,9 @@ pub(super) fn pipelines<'a>(cx: &'a CircleCi, s: &'a StepScope<'a>) -> StepResul
             // A pipeline created while paging shifts items: the same one can
             // arrive on two pages. Keep one.
             for pipeline in page {
-                pipelines.entry(pipeline.id.clone()).or_insert((org_slug.clone(), pipeline));
+                pipelines
+                    .entry(pipeline.id.clone())
+                    .or_insert((org_slug.clone(), pipeline));
             }
         }
         for (_, pipeline) in pipelines.values() {
@@ -175,9 +193,9 @@ async fn recent_pipelines(
     org_slug: &str,
     max_pages: usize,
 ) -> Result<Vec<api::Pipeline>, HttpError> {
-    let mut pages = cx
-        .http
-        .pages::<api::Pipeline>("/api/v2/pipeline", &[("org-slug", org_slug)], &s.stats)?;
+    let mut pages =
+        cx.http
+            .pages::<api::Pipeline>("/api/v2/pipeline", &[("org-slug", org_slug)], &s.stats)?;
     let mut all = Vec::new();
     while pages.pages_fetched() < max_pages {
         match pages.next_page().await? {
@@ -197,16 +215,23 @@ pub(super) fn projects<'a>(cx: &'a CircleCi, s: &'a StepScope<'a>) -> StepResult
                 .values()
                 .filter_map(|(org, p)| p.project_slug.clone().map(|slug| (slug, org.clone())))
                 .collect();
-            let orgs: BTreeMap<String, String> =
-                shared.orgs.iter().map(|o| (o.slug.to_lowercase(), map::org_id(o).to_owned())).collect();
+            let orgs: BTreeMap<String, String> = shared
+                .orgs
+                .iter()
+                .map(|o| (o.slug.to_lowercase(), map::org_id(o).to_owned()))
+                .collect();
             (slugs, orgs)
         };
         // Each project is fetched once, however many pipelines it has.
-        let results = fan_out(slugs.into_iter().collect(), cx.settings.concurrency, |(slug, org)| async move {
-            let path = format!("/api/v2/project/{}", slug_path(&slug));
-            let project = cx.http.get_json::<api::Project>(&path, &[], &s.stats).await;
-            (format!("project {slug}"), project.map(|p| (org, p)))
-        })
+        let results = fan_out(
+            slugs.into_iter().collect(),
+            cx.settings.concurrency,
+            |(slug, org)| async move {
+                let path = format!("/api/v2/project/{}", slug_path(&slug));
+                let project = cx.http.get_json::<api::Project>(&path, &[], &s.stats).await;
+                (format!("project {slug}"), project.map(|p| (org, p)))
+            },
+        )
         .await;
         let (ok, error) = settle(s, results);
         let mut projects = BTreeMap::new();
@@ -245,11 +270,22 @@ pub(super) fn projects<'a>(cx: &'a CircleCi, s: &'a StepScope<'a>) -> StepResult
 
 pub(super) fn project_env_vars<'a>(cx: &'a CircleCi, s: &'a StepScope<'a>) -> StepResult<'a> {
     Box::pin(async move {
-        let projects: Vec<api::Project> = cx.shared().projects.values().map(|(_, p)| p.clone()).collect();
+        let projects: Vec<api::Project> = cx
+            .shared()
+            .projects
+            .values()
+            .map(|(_, p)| p.clone())
+            .collect();
         let results = fan_out(projects, cx.settings.concurrency, |project| async move {
             let path = format!("/api/v2/project/{}/envvar", slug_path(&project.slug));
-            let vars = cx.http.get_all_pages::<api::ProjectEnvVar>(&path, &[], &s.stats).await;
-            (format!("environment variables of project {}", project.slug), vars.map(|v| (project, v)))
+            let vars = cx
+                .http
+                .get_all_pages::<api::ProjectEnvVar>(&path, &[], &s.stats)
+                .await;
+            (
+                format!("environment variables of project {}", project.slug),
+                vars.map(|v| (project, v)),
+            )
         })
         .await;
         let (ok, error) = settle(s, results);
@@ -276,8 +312,14 @@ pub(super) fn workflows<'a>(cx: &'a CircleCi, s: &'a StepScope<'a>) -> StepResul
         let ids: Vec<String> = cx.shared().pipelines.keys().cloned().collect();
         let results = fan_out(ids, cx.settings.concurrency, |id| async move {
             let path = format!("/api/v2/pipeline/{}/workflow", id_path(&id));
-            let workflows = cx.http.get_all_pages::<api::Workflow>(&path, &[], &s.stats).await;
-            (format!("workflows of pipeline {id}"), workflows.map(|w| (id, w)))
+            let workflows = cx
+                .http
+                .get_all_pages::<api::Workflow>(&path, &[], &s.stats)
+                .await;
+            (
+                format!("workflows of pipeline {id}"),
+                workflows.map(|w| (id, w)),
+            )
         })
         .await;
         let (ok, error) = settle(s, results);
@@ -306,8 +348,14 @@ pub(super) fn jobs<'a>(cx: &'a CircleCi, s: &'a StepScope<'a>) -> StepResult<'a>
         let workflows: Vec<api::Workflow> = cx.shared().workflows.values().cloned().collect();
         let results = fan_out(workflows, cx.settings.concurrency, |workflow| async move {
             let path = format!("/api/v2/workflow/{}/job", id_path(&workflow.id));
-            let jobs = cx.http.get_all_pages::<api::Job>(&path, &[], &s.stats).await;
-            (format!("jobs of workflow {}", workflow.id), jobs.map(|j| (workflow, j)))
+            let jobs = cx
+                .http
+                .get_all_pages::<api::Job>(&path, &[], &s.stats)
+                .await;
+            (
+                format!("jobs of workflow {}", workflow.id),
+                jobs.map(|j| (workflow, j)),
+            )
         })
         .await;
         let (ok, error) = settle(s, results);
@@ -315,7 +363,13 @@ pub(super) fn jobs<'a>(cx: &'a CircleCi, s: &'a StepScope<'a>) -> StepResult<'a>
             let workflow_key = map::workflow_key(&workflow.id);
             for job in &jobs {
                 let entity = map::job(job, &workflow, &cx.map);
-                s.relationship(Relationship::by_keys("HAS", map::WORKFLOW, &workflow_key, map::JOB, &entity.key));
+                s.relationship(Relationship::by_keys(
+                    "HAS",
+                    map::WORKFLOW,
+                    &workflow_key,
+                    map::JOB,
+                    &entity.key,
+                ));
                 s.entity(entity);
             }
         }
@@ -329,8 +383,11 @@ pub(super) fn users<'a>(cx: &'a CircleCi, s: &'a StepScope<'a>) -> StepResult<'a
         // Who started workflows, and in which organisations.
         let starters: BTreeMap<String, BTreeSet<String>> = {
             let shared = cx.shared();
-            let org_ids: BTreeMap<String, String> =
-                shared.orgs.iter().map(|o| (o.slug.to_lowercase(), map::org_id(o).to_owned())).collect();
+            let org_ids: BTreeMap<String, String> = shared
+                .orgs
+                .iter()
+                .map(|o| (o.slug.to_lowercase(), map::org_id(o).to_owned()))
+                .collect();
             let mut starters: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
             for workflow in shared.workflows.values() {
                 let Some(user) = workflow.started_by.as_deref().filter(|u| !u.is_empty()) else {
@@ -348,7 +405,11 @@ pub(super) fn users<'a>(cx: &'a CircleCi, s: &'a StepScope<'a>) -> StepResult<'a
             }
             starters
         };
-        let others: Vec<(String, BTreeSet<String>)> = starters.iter().filter(|(id, _)| **id != me).map(|(id, orgs)| (id.clone(), orgs.clone())).collect();
+        let others: Vec<(String, BTreeSet<String>)> = starters
+            .iter()
+            .filter(|(id, _)| **id != me)
+            .map(|(id, orgs)| (id.clone(), orgs.clone()))
+            .collect();
         let results = fan_out(others, cx.settings.concurrency, |(id, orgs)| async move {
             let path = format!("/api/v2/user/{}", id_path(&id));
             let user = cx.http.get_json::<api::Me>(&path, &[], &s.stats).await;
@@ -359,7 +420,13 @@ pub(super) fn users<'a>(cx: &'a CircleCi, s: &'a StepScope<'a>) -> StepResult<'a
         let account_key = map::account_key(&me);
         for (_, (user, orgs)) in ok {
             let entity = map::user(&user, &cx.map);
-            s.relationship(Relationship::by_keys("HAS", map::ACCOUNT, &account_key, map::USER, &entity.key));
+            s.relationship(Relationship::by_keys(
+                "HAS",
+                map::ACCOUNT,
+                &account_key,
+                map::USER,
+                &entity.key,
+            ));
             for org in orgs {
                 s.relationship(Relationship::by_keys(
                     "HAS",
@@ -384,9 +451,16 @@ pub(super) fn contexts<'a>(cx: &'a CircleCi, s: &'a StepScope<'a>) -> StepResult
         let results = fan_out(orgs, cx.settings.concurrency, |org| async move {
             let contexts = cx
                 .http
-                .get_all_pages::<api::Context>("/api/v2/context", &[("owner-id", map::org_id(&org))], &s.stats)
+                .get_all_pages::<api::Context>(
+                    "/api/v2/context",
+                    &[("owner-id", map::org_id(&org))],
+                    &s.stats,
+                )
                 .await;
-            (format!("contexts of organisation {}", org.slug), contexts.map(|c| (org, c)))
+            (
+                format!("contexts of organisation {}", org.slug),
+                contexts.map(|c| (org, c)),
+            )
         })
         .await;
         let (ok, error) = settle(s, results);
@@ -395,7 +469,13 @@ pub(super) fn contexts<'a>(cx: &'a CircleCi, s: &'a StepScope<'a>) -> StepResult
             let group_key = map::user_group_key(map::org_id(&org));
             for context in contexts {
                 let entity = map::context(&context, &cx.map);
-                s.relationship(Relationship::by_keys("HAS", map::USER_GROUP, &group_key, map::CONTEXT, &entity.key));
+                s.relationship(Relationship::by_keys(
+                    "HAS",
+                    map::USER_GROUP,
+                    &group_key,
+                    map::CONTEXT,
+                    &entity.key,
+                ));
                 s.entity(entity);
                 all.insert(context.id.clone(), (org.slug.clone(), context));
             }
@@ -407,11 +487,25 @@ pub(super) fn contexts<'a>(cx: &'a CircleCi, s: &'a StepScope<'a>) -> StepResult
 
 pub(super) fn context_env_vars<'a>(cx: &'a CircleCi, s: &'a StepScope<'a>) -> StepResult<'a> {
     Box::pin(async move {
-        let contexts: Vec<api::Context> = cx.shared().contexts.values().map(|(_, c)| c.clone()).collect();
+        let contexts: Vec<api::Context> = cx
+            .shared()
+            .contexts
+            .values()
+            .map(|(_, c)| c.clone())
+            .collect();
         let results = fan_out(contexts, cx.settings.concurrency, |context| async move {
-            let path = format!("/api/v2/context/{}/environment-variable", id_path(&context.id));
-            let vars = cx.http.get_all_pages::<api::ContextEnvVar>(&path, &[], &s.stats).await;
-            (format!("variables of context {}", context.id), vars.map(|v| (context, v)))
+            let path = format!(
+                "/api/v2/context/{}/environment-variable",
+                id_path(&context.id)
+            );
+            let vars = cx
+                .http
+                .get_all_pages::<api::ContextEnvVar>(&path, &[], &s.stats)
+                .await;
+            (
+                format!("variables of context {}", context.id),
+                vars.map(|v| (context, v)),
+            )
         })
         .await;
         let (ok, error) = settle(s, results);
@@ -457,11 +551,21 @@ pub(super) fn project_context_usage<'a>(cx: &'a CircleCi, s: &'a StepScope<'a>) 
                 })
                 .collect()
         };
-        let results = fan_out(latest, cx.settings.concurrency, |(project, org, pipeline_id)| async move {
-            let path = format!("/api/v2/pipeline/{}/config", id_path(&pipeline_id));
-            let config = cx.http.get_json::<api::PipelineConfig>(&path, &[], &s.stats).await;
-            (format!("config of pipeline {pipeline_id}"), config.map(|c| (project, org, c)))
-        })
+        let results = fan_out(
+            latest,
+            cx.settings.concurrency,
+            |(project, org, pipeline_id)| async move {
+                let path = format!("/api/v2/pipeline/{}/config", id_path(&pipeline_id));
+                let config = cx
+                    .http
+                    .get_json::<api::PipelineConfig>(&path, &[], &s.stats)
+                    .await;
+                (
+                    format!("config of pipeline {pipeline_id}"),
+                    config.map(|c| (project, org, c)),
+                )
+            },
+        )
         .await;
         let (ok, error) = settle(s, results);
         let shared = cx.shared();
@@ -476,10 +580,9 @@ pub(super) fn project_context_usage<'a>(cx: &'a CircleCi, s: &'a StepScope<'a>) 
             };
             let project_key = map::project_key(&project.id);
             for name in used {
-                let context = shared
-                    .contexts
-                    .values()
-                    .find(|(o, c)| o.eq_ignore_ascii_case(&org) && c.name.as_deref() == Some(name.as_str()));
+                let context = shared.contexts.values().find(|(o, c)| {
+                    o.eq_ignore_ascii_case(&org) && c.name.as_deref() == Some(name.as_str())
+                });
                 let Some((_, context)) = context else {
                     tracing::info!(project = %project.slug, context = %name, "The config names a context the organisation does not have.");
                     continue;
