@@ -267,11 +267,18 @@ impl Config {
             if !integration_names.insert(raw.name.clone()) {
                 problems.push(format!("{at}.name: {:?} is used twice", raw.name));
             }
-            if !names.contains(&raw.connection) {
-                problems.push(format!(
+            match config.connections.iter().find(|c| c.name == raw.connection) {
+                Some(connection) => {
+                    let settings = raw.settings.as_ref().unwrap_or(&serde_json::Value::Null);
+                    if let Err(e) = crate::source::check_settings(connection.ty.name, settings) {
+                        problems.push(format!("{at}.settings: {e}"));
+                    }
+                }
+                None if names.contains(&raw.connection) => {}
+                None => problems.push(format!(
                     "{at}.connection: no connection named {:?}; declare it under connections",
                     raw.connection
-                ));
+                )),
             }
             let interval = match raw.interval.as_deref().map(Interval::parse) {
                 None => Interval::Every(Duration::from_secs(3600)),
@@ -413,6 +420,19 @@ mod tests {
         assert!(!found.join(" ").contains("hunter2-literal"));
         assert!(found[1].starts_with("integrations[0].connection: no connection named \"nope\""));
         assert!(found[2].starts_with("integrations[0].interval: \"2x\" is not an interval"));
+    }
+
+    #[test]
+    fn source_settings_are_checked_at_load() {
+        let found = problems(
+            "connections:\n  - name: ci\n    type: circleci\n    secrets: {api_token: env:T}\n\
+             integrations:\n  - name: a\n    connection: ci\n    settings: {org_slug: [gh/x]}\n",
+        );
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert!(
+            found[0].starts_with("integrations[0].settings: unknown field `org_slug`"),
+            "{found:?}"
+        );
     }
 
     #[test]

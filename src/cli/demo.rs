@@ -11,7 +11,7 @@ use serde_json::Value;
 use super::Context;
 use crate::config::{IntegrationConfig, Interval};
 use crate::connection::{Secret, Secrets, connection_type};
-use crate::events::{Action, ChangeEvent};
+use crate::events::{Action, ChangeEvent, ObjectKind};
 use crate::fixtures::{FIXTURE_TOKEN, FixtureServer, FixtureSet};
 use crate::source::ResolvedConnection;
 use crate::source::http::{HttpConfig, RateLimit};
@@ -133,18 +133,32 @@ fn label(event: &ChangeEvent) -> String {
     }
 }
 
+fn mark(action: Action) -> char {
+    match action {
+        Action::Created => '+',
+        Action::Updated => '~',
+        Action::Deleted => '-',
+    }
+}
+
+/// Entity events one per line; relationship events counted per type, since
+/// their keys say little to a reader.
 fn print_events(out: &mut dyn Write, events: &[ChangeEvent]) -> std::io::Result<()> {
     let mut by_action: BTreeMap<&str, usize> = BTreeMap::new();
+    let mut relationships: BTreeMap<(&str, &str), (char, usize)> = BTreeMap::new();
     for event in events {
         *by_action.entry(event.action.as_str()).or_default() += 1;
-        let mark = match event.action {
-            Action::Created => '+',
-            Action::Updated => '~',
-            Action::Deleted => '-',
-        };
+        if event.object == ObjectKind::Relationship {
+            let entry = relationships
+                .entry((event.ty.as_str(), event.action.as_str()))
+                .or_insert((mark(event.action), 0));
+            entry.1 += 1;
+            continue;
+        }
         write!(
             out,
-            "  {mark} {:<8} {:<52} {}",
+            "  {} {:<8} {:<40} {}",
+            mark(event.action),
             event.action.as_str(),
             event.ty,
             label(event)
@@ -157,6 +171,12 @@ fn print_events(out: &mut dyn Write, events: &[ChangeEvent]) -> std::io::Result<
             write!(out, "  ({})", fields.join(", "))?;
         }
         writeln!(out)?;
+    }
+    if !relationships.is_empty() {
+        writeln!(out, "  relationships:")?;
+    }
+    for ((ty, action), (mark, n)) in &relationships {
+        writeln!(out, "  {mark} {action:<8} {ty:<52} x{n}")?;
     }
     let totals: Vec<String> = by_action.iter().map(|(a, n)| format!("{n} {a}")).collect();
     writeln!(

@@ -31,6 +31,15 @@ pub enum SourceError {
     Connection { connection: String, message: String },
 }
 
+/// Checks an integration's `settings` for a connection type, so config
+/// problems surface at load rather than at the first run.
+pub fn check_settings(connection_type: &str, settings: &serde_json::Value) -> Result<(), String> {
+    match connection_type {
+        "circleci" => circleci::Settings::parse(settings).map(|_| ()),
+        _ => Ok(()),
+    }
+}
+
 /// Every source Sextant knows. A closed enum: adding a source is adding a variant.
 pub enum SourceKind {
     CircleCi(circleci::CircleCi),

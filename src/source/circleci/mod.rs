@@ -35,6 +35,18 @@ pub struct Settings {
     pub concurrency: usize,
 }
 
+impl Settings {
+    /// Parses `settings:`; null means all defaults.
+    pub fn parse(value: &serde_json::Value) -> Result<Settings, String> {
+        if value.is_null() {
+            return Ok(Settings::default());
+        }
+        serde_json::from_value(value.clone()).map_err(|e| {
+            format!("{e}; CircleCI settings are org_slugs, max_pipeline_pages and concurrency")
+        })
+    }
+}
+
 impl Default for Settings {
     fn default() -> Self {
         Settings {
@@ -73,16 +85,11 @@ impl CircleCi {
         integration: &IntegrationConfig,
         connection: &ResolvedConnection,
     ) -> Result<Self, SourceError> {
-        let settings: Settings = if integration.settings.is_null() {
-            Settings::default()
-        } else {
-            serde_json::from_value(integration.settings.clone()).map_err(|e| SourceError::Settings {
+        let settings =
+            Settings::parse(&integration.settings).map_err(|message| SourceError::Settings {
                 integration: integration.name.clone(),
-                message: format!(
-                    "settings: {e}; CircleCI settings are org_slugs, max_pipeline_pages and concurrency"
-                ),
-            })?
-        };
+                message: format!("settings: {message}"),
+            })?;
         let host = connection
             .secrets
             .plain("host")
