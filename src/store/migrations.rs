@@ -67,17 +67,15 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     CREATE INDEX sync_runs_by_integration ON sync_runs (integration, id);
 
     -- The outbox. seq is gap-free: each commit continues from MAX(seq)
-    -- inside its transaction. body is the whole event as JSON.
+    -- inside its transaction. body is the whole event as JSON (time, key,
+    -- class, before/after…); the other columns are for filtering.
     CREATE TABLE events (
         seq         INTEGER PRIMARY KEY,
-        time        TEXT    NOT NULL,
         integration TEXT    NOT NULL,
         sync_id     INTEGER NOT NULL REFERENCES sync_runs (id),
         action      TEXT    NOT NULL,
         object      TEXT    NOT NULL,
         type        TEXT    NOT NULL,
-        class       TEXT    NOT NULL,
-        key         TEXT    NOT NULL,
         body        TEXT    NOT NULL
     );
     CREATE INDEX events_by_integration ON events (integration, seq);
