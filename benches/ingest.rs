@@ -3,8 +3,12 @@
 //! bulk insert of the same rows. Each size runs in a child process (this
 //! binary re-executed) so its peak RSS is its own.
 //!
+//! A second baseline, "bare+ev", also copies the store's event bodies into a
+//! plain table: the bytes a first ingest cannot avoid writing.
+//!
 //! `cargo bench --bench ingest [-- 10k,100k]` or `SEXTANT_BENCH_SIZES=10k,1M`;
 //! the default is 10k,100k,1M entities (about one relationship each).
+//! `SEXTANT_BENCH_KEEP=1` keeps the databases for inspection.
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -32,13 +36,15 @@ fn main() {
         .unwrap_or_else(|| "10k,100k,1M".to_owned());
     let exe = std::env::current_exe().unwrap_or_else(|e| fail(&format!("current_exe: {e}")));
     println!(
-        "{:>9} {:>9} {:>9} {:>9} {:>9} {:>8} {:>8} {:>9} {:>9}",
+        "{:>9} {:>8} {:>9} {:>8} {:>8} {:>8} {:>8} {:>9} {:>8} {:>9} {:>9}",
         "entities",
         "bare s",
+        "bare+ev s",
         "first s",
         "no-op s",
         "1%chg s",
         "1st/bare",
+        "1st/b+ev",
         "1st/noop",
         "peak MiB",
         "graph MiB"
@@ -61,13 +67,15 @@ fn main() {
             .split_whitespace()
             .filter_map(|v| v.parse().ok())
             .collect();
-        if f.len() < 7 {
+        if f.len() < 8 {
             fail(&format!("size {size}: short result {line:?}"));
         }
-        let (n, bare, first, noop, changed, peak, graph) = (f[0], f[1], f[2], f[3], f[4], f[5], f[6]);
+        let (n, bare, floor, first, noop, changed, peak, graph) =
+            (f[0], f[1], f[2], f[3], f[4], f[5], f[6], f[7]);
         println!(
-            "{n:>9} {bare:>9.2} {first:>9.2} {noop:>9.3} {changed:>9.2} {:>8.2} {:>8.1} {peak:>9.0} {graph:>9.0}",
+            "{n:>9} {bare:>8.2} {floor:>9.2} {first:>8.2} {noop:>8.3} {changed:>8.2} {:>8.2} {:>8.2} {:>9.1} {peak:>9.0} {graph:>9.0}",
             first / bare,
+            first / floor,
             first / noop
         );
         for detail in stdout.lines().filter(|l| l.starts_with("  ")) {
@@ -138,7 +146,11 @@ fn generate(n: usize, changed: bool) -> Collected {
     let mut collected = Collected::new();
     for i in (0..n).filter(|&i| !gone(i)) {
         let id = uuid(i);
-        let status = if changed && i % 100 == 1 { "changed" } else { "success" };
+        let status = if changed && i % 100 == 1 {
+            "changed"
+        } else {
+            "success"
+        };
         let entity = Entity::new(entity_key(i), entity_type(i), "Configuration")
             .with("name", format!("job {i}"))
             .with("displayName", format!("Job {i}"))
@@ -173,7 +185,10 @@ fn complete_types(collected: &Collected) -> BTreeSet<String> {
 }
 
 fn ingest(store: &mut Store, collected: &Collected, complete: &BTreeSet<String>) -> Duration {
-    let steps = [StepOutcome::new("bench", complete.iter().cloned().collect())];
+    let steps = [StepOutcome::new(
+        "bench",
+        complete.iter().cloned().collect(),
+    )];
     let start = Instant::now();
     let sync_id = store
         .begin_run(INTEGRATION)
@@ -202,14 +217,19 @@ fn ingest(store: &mut Store, collected: &Collected, complete: &BTreeSet<String>)
 
 /// The physical baseline: the same rows into plain tables, one
 /// transaction, one prepared statement per table, the store's pragmas.
-fn bare_insert(path: &Path, collected: &Collected) -> Duration {
+fn bare_insert(path: &Path, collected: &Collected, events_from: Option<&Path>) -> Duration {
     let conn = rusqlite::Connection::open(path).unwrap_or_else(|e| fail(&e.to_string()));
     let setup = "PRAGMA page_size = 8192; PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;
         PRAGMA cache_size = -65536;
         CREATE TABLE entities (key TEXT, type TEXT, class TEXT, props TEXT, hash INTEGER);
-        CREATE TABLE relationships (key TEXT, type TEXT, class TEXT, from_key TEXT, to_key TEXT, props TEXT, hash INTEGER);";
+        CREATE TABLE relationships (key TEXT, type TEXT, class TEXT, from_key TEXT, to_key TEXT, props TEXT, hash INTEGER);
+        CREATE TABLE events (seq INTEGER PRIMARY KEY, body TEXT);";
     conn.execute_batch(setup)
         .unwrap_or_else(|e| fail(&e.to_string()));
+    if let Some(store) = events_from {
+        conn.execute("ATTACH ?1 AS store", [store.display().to_string()])
+            .unwrap_or_else(|e| fail(&e.to_string()));
+    }
     let start = Instant::now();
     let run = || -> rusqlite::Result<()> {
         conn.execute_batch("BEGIN")?;
@@ -236,6 +256,11 @@ fn bare_insert(path: &Path, collected: &Collected) -> Duration {
                 r.hash as i64
             ])?;
         }
+        if events_from.is_some() {
+            conn.execute_batch(
+                "INSERT INTO main.events SELECT seq, body FROM store.events WHERE sync_id = 1 ORDER BY seq",
+            )?;
+        }
         conn.execute_batch("COMMIT")
     };
     run().unwrap_or_else(|e| fail(&e.to_string()));
@@ -246,9 +271,20 @@ fn file_mib(path: &Path) -> f64 {
     std::fs::metadata(path).map_or(0.0, |m| m.len() as f64 / (1024.0 * 1024.0))
 }
 
+/// Flushes a database and its WAL so one phase's write-back does not slow
+/// the next (not timed).
+fn flush(path: &Path) {
+    for file in [path.to_path_buf(), path.with_extension("db-wal")] {
+        if let Ok(f) = std::fs::File::open(&file) {
+            let _ = f.sync_all();
+        }
+    }
+}
+
 fn child(n: usize) {
     let dir = tempfile::tempdir().unwrap_or_else(|e| fail(&e.to_string()));
-    if std::env::var_os("SEXTANT_BENCH_KEEP").is_some() {
+    let keep = std::env::var_os("SEXTANT_BENCH_KEEP").is_some();
+    if keep {
         println!("  keeping {}", dir.path().display());
     }
 
@@ -263,47 +299,64 @@ fn child(n: usize) {
     );
     let complete = complete_types(&collected);
 
-    let bare_path = dir.path().join("bare.db");
-    let bare = bare_insert(&bare_path, &collected);
-    println!(
-        "  bare insert {:.3}s, file {:.0} MiB",
-        bare.as_secs_f64(),
-        file_mib(&bare_path)
-    );
-
     let path = dir.path().join("sextant.db");
     let mut store = Store::open(&path).unwrap_or_else(|e| fail(&e.to_string()));
-    let first = ingest(&mut store, &collected, &complete);
-    // Profiling aid: stop after the first ingest.
-    if std::env::var_os("SEXTANT_BENCH_FIRST_ONLY").is_some() {
-        println!("RESULT {n} {} {} 1 1 {} {graph_mib}", bare.as_secs_f64(), first.as_secs_f64(), rss_mib("VmHWM:"));
-        return;
+    // Tuning aid: try another page cache size than the store's default.
+    if let Some(kib) = std::env::var("SEXTANT_BENCH_CACHE_KIB")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        store
+            .set_cache_size_kib(kib)
+            .unwrap_or_else(|e| fail(&e.to_string()));
     }
+    let first = ingest(&mut store, &collected, &complete);
+    println!("  store file after first ingest {:.0} MiB", file_mib(&path));
+    flush(&path);
     let noop = ingest(&mut store, &collected, &complete);
     drop(collected);
     let changed_graph = generate(n, true);
     let changed = ingest(&mut store, &changed_graph, &complete);
+    // Peak RSS of the store phases, before the baselines run.
+    let peak = rss_mib("VmHWM:");
     println!(
         "  store file {:.0} MiB (+ WAL {:.0} MiB)",
         file_mib(&path),
         file_mib(&path.with_extension("db-wal"))
     );
+    drop(store);
+    drop(changed_graph);
+    flush(&path);
 
-    let events = store
-        .last_event_seq()
-        .unwrap_or_else(|e| fail(&e.to_string()));
-    println!("  events written: {events}");
+    let collected = generate(n, false);
+    let bare_path = dir.path().join("bare.db");
+    let bare = bare_insert(&bare_path, &collected, None);
+    println!(
+        "  bare insert {:.3}s, file {:.0} MiB",
+        bare.as_secs_f64(),
+        file_mib(&bare_path)
+    );
+    flush(&bare_path);
+    // The floor for what a first ingest must write: the same rows plus the
+    // first ingest's event bodies (copied from the store's outbox), no
+    // indexes.
+    let floor_path = dir.path().join("floor.db");
+    let floor = bare_insert(&floor_path, &collected, Some(&path));
+    println!(
+        "  bare rows + events {:.3}s, file {:.0} MiB",
+        floor.as_secs_f64(),
+        file_mib(&floor_path)
+    );
 
     println!(
-        "RESULT {n} {} {} {} {} {} {graph_mib}",
+        "RESULT {n} {} {} {} {} {} {peak} {graph_mib}",
         bare.as_secs_f64(),
+        floor.as_secs_f64(),
         first.as_secs_f64(),
         noop.as_secs_f64(),
         changed.as_secs_f64(),
-        rss_mib("VmHWM:"),
     );
-    if std::env::var_os("SEXTANT_BENCH_KEEP").is_some() {
-        drop(store);
+    if keep {
         let _ = dir.keep();
     }
 }

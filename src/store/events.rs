@@ -181,9 +181,9 @@ impl Store {
         let mut stmt;
         let mut rows = match integration {
             None => {
-                stmt = self
-                    .conn
-                    .prepare_cached("SELECT seq, body FROM events WHERE seq > ?1 ORDER BY seq LIMIT ?2")?;
+                stmt = self.conn.prepare_cached(
+                    "SELECT seq, body FROM events WHERE seq > ?1 ORDER BY seq LIMIT ?2",
+                )?;
                 stmt.query(rusqlite::params![since, limit])?
             }
             Some(name) => {

@@ -34,7 +34,10 @@ impl<'a> EndpointTypes<'a> {
     fn new(collected: &'a Collected, index: &'a StoredIndex, plan: &Plan<'_>) -> Self {
         let lookups = 2 * (plan.relationships.created.len() + plan.relationships.updated.len());
         let by_key = if lookups > Self::BULK {
-            collected.entities().map(|e| (e.key.as_str(), &e.ty)).collect()
+            collected
+                .entities()
+                .map(|e| (e.key.as_str(), &e.ty))
+                .collect()
         } else {
             HashMap::new()
         };
@@ -96,7 +99,12 @@ impl<'c> Writer<'c> {
         })
     }
 
-    pub fn write(&mut self, plan: &Plan<'_>, index: &StoredIndex, collected: &Collected) -> Result<(), StoreError> {
+    pub fn write(
+        &mut self,
+        plan: &Plan<'_>,
+        index: &StoredIndex,
+        collected: &Collected,
+    ) -> Result<(), StoreError> {
         self.entities_created(plan)?;
         self.entities_updated(plan)?;
         self.relationships_created_updated(plan, index, collected)?;
@@ -105,7 +113,14 @@ impl<'c> Writer<'c> {
         self.seen(plan)
     }
 
-    fn head<'a>(&mut self, action: Action, object: ObjectKind, ty: &'a str, class: &'a str, key: &'a str) -> EventHead<'a>
+    fn head<'a>(
+        &mut self,
+        action: Action,
+        object: ObjectKind,
+        ty: &'a str,
+        class: &'a str,
+        key: &'a str,
+    ) -> EventHead<'a>
     where
         'c: 'a,
     {
@@ -144,7 +159,16 @@ impl<'c> Writer<'c> {
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7, ?8, ?8)",
         )?;
         for e in &plan.entities.created {
-            insert.execute(params![self.integration, e.key, &*e.ty, &*e.class, &*e.props, e.hash as i64, self.now, self.sync_id])?;
+            insert.execute(params![
+                self.integration,
+                e.key,
+                &*e.ty,
+                &*e.class,
+                &*e.props,
+                e.hash as i64,
+                self.now,
+                self.sync_id
+            ])?;
             self.counter.tick()?;
             let head = self.head(Action::Created, ObjectKind::Entity, &e.ty, &e.class, &e.key);
             self.body.clear();
@@ -155,18 +179,32 @@ impl<'c> Writer<'c> {
     }
 
     fn entities_updated(&mut self, plan: &Plan<'_>) -> Result<(), StoreError> {
-        let mut old = self
-            .conn
-            .prepare_cached("SELECT type, class, props FROM entities WHERE integration = ?1 AND key = ?2")?;
+        let mut old = self.conn.prepare_cached(
+            "SELECT type, class, props FROM entities WHERE integration = ?1 AND key = ?2",
+        )?;
         let mut update = self.conn.prepare_cached(
             "UPDATE entities SET type = ?3, class = ?4, props = ?5, hash = ?6, last_seen = ?7, changed_sync = ?8
              WHERE integration = ?1 AND key = ?2",
         )?;
         for e in &plan.entities.updated {
             let before = old.query_row(params![self.integration, e.key], |row| {
-                Ok(entity_object(&e.key, text(row, 0)?, text(row, 1)?, &parse_props(text(row, 2)?)))
+                Ok(entity_object(
+                    &e.key,
+                    text(row, 0)?,
+                    text(row, 1)?,
+                    &parse_props(text(row, 2)?),
+                ))
             })?;
-            update.execute(params![self.integration, e.key, &*e.ty, &*e.class, &*e.props, e.hash as i64, self.now, self.sync_id])?;
+            update.execute(params![
+                self.integration,
+                e.key,
+                &*e.ty,
+                &*e.class,
+                &*e.props,
+                e.hash as i64,
+                self.now,
+                self.sync_id
+            ])?;
             self.counter.tick()?;
             let head = self.head(Action::Updated, ObjectKind::Entity, &e.ty, &e.class, &e.key);
             self.body = events::updated_body(&head, before, e.to_object())?;
@@ -190,13 +228,34 @@ impl<'c> Writer<'c> {
         for r in &plan.relationships.created {
             let (from_ty, to_ty) = (endpoint_type(&r.from_key), endpoint_type(&r.to_key));
             insert.execute(params![
-                self.integration, r.key, &*r.ty, &*r.class, r.from_key, r.to_key, from_ty, to_ty,
-                &*r.props, r.hash as i64, self.now, self.sync_id
+                self.integration,
+                r.key,
+                &*r.ty,
+                &*r.class,
+                r.from_key,
+                r.to_key,
+                from_ty,
+                to_ty,
+                &*r.props,
+                r.hash as i64,
+                self.now,
+                self.sync_id
             ])?;
             self.counter.tick()?;
-            let head = self.head(Action::Created, ObjectKind::Relationship, &r.ty, &r.class, &r.key);
+            let head = self.head(
+                Action::Created,
+                ObjectKind::Relationship,
+                &r.ty,
+                &r.class,
+                &r.key,
+            );
             self.body.clear();
-            events::created_body(&mut self.body, &head, Some((&r.from_key, &r.to_key)), &r.props);
+            events::created_body(
+                &mut self.body,
+                &head,
+                Some((&r.from_key, &r.to_key)),
+                &r.props,
+            );
             self.event(&head)?;
         }
 
@@ -211,15 +270,38 @@ impl<'c> Writer<'c> {
         for r in &plan.relationships.updated {
             let before = old.query_row(params![self.integration, r.key], |row| {
                 let props = parse_props(text(row, 4)?);
-                Ok(relationship_object(&r.key, text(row, 0)?, text(row, 1)?, text(row, 2)?, text(row, 3)?, &props))
+                Ok(relationship_object(
+                    &r.key,
+                    text(row, 0)?,
+                    text(row, 1)?,
+                    text(row, 2)?,
+                    text(row, 3)?,
+                    &props,
+                ))
             })?;
             let (from_ty, to_ty) = (endpoint_type(&r.from_key), endpoint_type(&r.to_key));
             update.execute(params![
-                self.integration, r.key, &*r.ty, &*r.class, r.from_key, r.to_key, from_ty, to_ty,
-                &*r.props, r.hash as i64, self.now, self.sync_id
+                self.integration,
+                r.key,
+                &*r.ty,
+                &*r.class,
+                r.from_key,
+                r.to_key,
+                from_ty,
+                to_ty,
+                &*r.props,
+                r.hash as i64,
+                self.now,
+                self.sync_id
             ])?;
             self.counter.tick()?;
-            let head = self.head(Action::Updated, ObjectKind::Relationship, &r.ty, &r.class, &r.key);
+            let head = self.head(
+                Action::Updated,
+                ObjectKind::Relationship,
+                &r.ty,
+                &r.class,
+                &r.key,
+            );
             self.body = events::updated_body(&head, before, r.to_object())?;
             self.event(&head)?;
         }
@@ -236,7 +318,13 @@ impl<'c> Writer<'c> {
         for key in &plan.relationships.deleted {
             let (ty, class, from, to, props): (String, String, String, String, String) = delete
                 .query_row(params![self.integration, key], |row| {
-                    Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?, row.get(4)?))
+                    Ok((
+                        row.get(0)?,
+                        row.get(1)?,
+                        row.get(2)?,
+                        row.get(3)?,
+                        row.get(4)?,
+                    ))
                 })?;
             self.counter.tick()?;
             let head = self.head(Action::Deleted, ObjectKind::Relationship, &ty, &class, key);
@@ -248,12 +336,14 @@ impl<'c> Writer<'c> {
     }
 
     fn entities_deleted(&mut self, plan: &Plan<'_>) -> Result<(), StoreError> {
-        let mut delete = self
-            .conn
-            .prepare_cached("DELETE FROM entities WHERE integration = ?1 AND key = ?2 RETURNING type, class, props")?;
+        let mut delete = self.conn.prepare_cached(
+            "DELETE FROM entities WHERE integration = ?1 AND key = ?2 RETURNING type, class, props",
+        )?;
         for key in &plan.entities.deleted {
             let (ty, class, props): (String, String, String) = delete
-                .query_row(params![self.integration, key], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))?;
+                .query_row(params![self.integration, key], |row| {
+                    Ok((row.get(0)?, row.get(1)?, row.get(2)?))
+                })?;
             self.counter.tick()?;
             let head = self.head(Action::Deleted, ObjectKind::Entity, &ty, &class, key);
             self.body.clear();
@@ -266,16 +356,16 @@ impl<'c> Writer<'c> {
     /// Unchanged rows of incomplete types: collected, so their last-seen
     /// time moves; complete types get theirs from `type_seen` instead.
     fn seen(&mut self, plan: &Plan<'_>) -> Result<(), StoreError> {
-        let mut entity = self
-            .conn
-            .prepare_cached("UPDATE entities SET last_seen = ?3 WHERE integration = ?1 AND key = ?2")?;
+        let mut entity = self.conn.prepare_cached(
+            "UPDATE entities SET last_seen = ?3 WHERE integration = ?1 AND key = ?2",
+        )?;
         for e in &plan.entities.seen {
             entity.execute(params![self.integration, e.key, self.now])?;
             self.counter.tick()?;
         }
-        let mut rel = self
-            .conn
-            .prepare_cached("UPDATE relationships SET last_seen = ?3 WHERE integration = ?1 AND key = ?2")?;
+        let mut rel = self.conn.prepare_cached(
+            "UPDATE relationships SET last_seen = ?3 WHERE integration = ?1 AND key = ?2",
+        )?;
         for r in &plan.relationships.seen {
             rel.execute(params![self.integration, r.key, self.now])?;
             self.counter.tick()?;
