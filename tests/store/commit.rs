@@ -349,3 +349,80 @@ fn runs_are_recorded_and_only_a_running_run_commits() {
     assert_eq!(store.runs(Some(INTEGRATION), 10).expect("runs").len(), 1);
     assert_eq!(store.runs(None, 1).expect("runs").len(), 1);
 }
+
+#[test]
+fn integrations_are_kept_apart() {
+    let mut store = Store::open_in_memory().expect("open");
+    let complete = all_types();
+    sync(&mut store, &collect(&circleci(1, 0)), &complete).expect("first integration");
+    let first = store.last_event_seq().expect("seq");
+    let other = store.begin_run("ci-staging").expect("begin");
+    let graph = collect(&circleci(2, 0));
+    store
+        .commit_run(
+            other,
+            "ci-staging",
+            &graph,
+            &complete,
+            &[],
+            RunStatus::Success,
+        )
+        .expect("second integration");
+
+    let staging = store.events(0, Some("ci-staging"), 1000).expect("events");
+    assert_eq!(
+        staging.len(),
+        graph.entity_count() + graph.relationship_count()
+    );
+    assert!(
+        staging
+            .iter()
+            .all(|e| e.integration == "ci-staging" && e.seq > first)
+    );
+    assert_eq!(
+        store
+            .events(0, Some("ci-prod"), 1000)
+            .expect("events")
+            .len() as u64,
+        first
+    );
+    assert_eq!(
+        store
+            .events(first - 2, Some("ci-prod"), 1000)
+            .expect("events")
+            .len(),
+        2
+    );
+
+    // A full export lists ci-prod's entities before ci-staging's.
+    let mut keys = Vec::new();
+    store
+        .export(
+            None,
+            &mut |e| {
+                keys.push(e["_key"].as_str().unwrap_or_default().to_owned());
+                Ok(())
+            },
+            &mut |_| Ok(()),
+        )
+        .expect("export");
+    assert_eq!(
+        keys.len(),
+        collect(&circleci(1, 0)).entity_count() + graph.entity_count()
+    );
+    assert_eq!(
+        keys.first().map(String::as_str),
+        Some("circleci-account:u-1")
+    );
+
+    // Emptying one integration leaves the other alone.
+    sync(&mut store, &Collected::new(), &complete).expect("empty ci-prod");
+    assert!(export(&store).0.is_empty());
+    assert_eq!(
+        store
+            .counts_by_type("ci-staging")
+            .expect("counts")
+            .get("circleci_job"),
+        Some(&2)
+    );
+}
