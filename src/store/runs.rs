@@ -103,7 +103,9 @@ impl Store {
     /// Diffs `collected` into the stored graph of `integration` and writes
     /// the changes, one event per change, the last-seen time of every
     /// complete type and the run's outcome — all in one transaction.
-    /// Objects of types not in `complete` are never deleted.
+    /// Objects of types not in `complete` are never deleted. On error
+    /// nothing of the commit is written and the run stays `running`; record
+    /// its outcome with [`Store::finish_run`].
     pub fn commit_run(
         &mut self,
         sync_id: i64,
