@@ -5,7 +5,7 @@
 //! this run (and, for a relationship, both endpoint types are complete too),
 //! so a failed or partial step never deletes what it did not see.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
 use serde_json::Value;
@@ -128,8 +128,13 @@ pub fn plan<'a>(
     }
     // Every stored key was collected: nothing can be deleted, skip the scan.
     if matched < stored.entities.len() {
+        let collected_keys = KeySet::new(stored.entities.len(), || {
+            collected.entities().map(|e| e.key.as_str())
+        });
+        let is_collected =
+            |key: &str| collected_keys.contains(key, || collected.contains_entity(key));
         for (key, meta) in &stored.entities {
-            if collected.contains_entity(key) {
+            if is_collected(key) {
                 continue;
             }
             if complete.contains(&*meta.ty) {
@@ -160,8 +165,13 @@ pub fn plan<'a>(
     }
     if matched < stored.relationships.len() {
         let endpoint_complete = |ty: &str| ty.is_empty() || complete.contains(ty);
+        let collected_keys = KeySet::new(stored.relationships.len(), || {
+            collected.relationships().map(|r| r.key.as_str())
+        });
+        let is_collected =
+            |key: &str| collected_keys.contains(key, || collected.relationship(key).is_some());
         for (key, meta) in &stored.relationships {
-            if collected.relationship(key).is_some() {
+            if is_collected(key) {
                 continue;
             }
             if complete.contains(&*meta.ty)
@@ -176,6 +186,26 @@ pub fn plan<'a>(
         out.relationships.deleted.sort_unstable();
     }
     out
+}
+
+/// The collected keys as a hash set when many stored keys are checked
+/// against them: a B-tree walk per stored key was most of the time of a
+/// million-row re-ingest with deletions.
+struct KeySet<'a>(Option<HashSet<&'a str>>);
+
+impl<'a> KeySet<'a> {
+    const BULK: usize = 1024;
+
+    fn new<I: Iterator<Item = &'a str>>(checks: usize, keys: impl FnOnce() -> I) -> Self {
+        KeySet((checks > Self::BULK).then(|| keys().collect()))
+    }
+
+    fn contains(&self, key: &str, otherwise: impl FnOnce() -> bool) -> bool {
+        match &self.0 {
+            Some(set) => set.contains(key),
+            None => otherwise(),
+        }
+    }
 }
 
 /// The fields that differ between two property bags (or two flat graph

@@ -397,3 +397,37 @@ fn counts_add_up_entities_and_relationships() {
     let counts = plan(&stored, &graph, &complete_set(&[USER])).counts();
     assert_eq!((counts.created, counts.updated, counts.deleted), (2, 1, 1));
 }
+
+#[test]
+fn large_stores_find_deletions_the_same_way() {
+    // Past a thousand stored keys the diff checks membership with a hash
+    // set; the result must not change.
+    let users = |n: usize, skip: usize| {
+        let mut collected = Collected::new();
+        for i in (0..n).filter(|&i| i != skip) {
+            let _ = collected.insert_entity(entity(&format!("user:{i:05}"), USER, 1));
+            if i > 0 && i - 1 != skip {
+                let rel = Relationship::by_keys(
+                    "HAS",
+                    USER,
+                    &format!("user:{:05}", i - 1),
+                    USER,
+                    &format!("user:{i:05}"),
+                );
+                let _ = collected.insert_relationship(rel);
+            }
+        }
+        collected
+    };
+    let stored = index(&users(3000, usize::MAX));
+    let collected = users(3000, 1234);
+    let complete = complete_set(&[USER, "circleci_user_has_user"]);
+    let planned = plan(&stored, &collected, &complete);
+    assert_eq!(planned.entities.deleted, ["user:01234"]);
+    assert_eq!(
+        planned.relationships.deleted,
+        ["user:01233|has|user:01234", "user:01234|has|user:01235"]
+    );
+    assert_eq!(planned.entities.unchanged, 2999);
+    assert!(planned.entities.created.is_empty() && planned.relationships.created.is_empty());
+}

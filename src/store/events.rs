@@ -24,12 +24,6 @@ pub(super) struct EventHead<'a> {
     pub key: &'a str,
 }
 
-/// One row of the `events` table.
-pub(super) struct EventRow<'a> {
-    pub head: EventHead<'a>,
-    pub body: &'a str,
-}
-
 /// Appends `s` as a JSON string literal.
 pub(super) fn push_json_str(out: &mut String, s: &str) {
     out.push('"');
@@ -183,12 +177,22 @@ impl Store {
     ) -> Result<Vec<ChangeEvent>, StoreError> {
         let since = i64::try_from(since).unwrap_or(i64::MAX);
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        let mut stmt = self.conn.prepare_cached(
-            "SELECT seq, body FROM events
-             WHERE seq > ?1 AND (?2 IS NULL OR integration = ?2)
-             ORDER BY seq LIMIT ?3",
-        )?;
-        let mut rows = stmt.query(rusqlite::params![since, integration, limit])?;
+        // Two statements so the filtered one can use events_by_integration.
+        let mut stmt;
+        let mut rows = match integration {
+            None => {
+                stmt = self.conn.prepare_cached(
+                    "SELECT seq, body FROM events WHERE seq > ?1 ORDER BY seq LIMIT ?2",
+                )?;
+                stmt.query(rusqlite::params![since, limit])?
+            }
+            Some(name) => {
+                stmt = self.conn.prepare_cached(
+                    "SELECT seq, body FROM events WHERE integration = ?3 AND seq > ?1 ORDER BY seq LIMIT ?2",
+                )?;
+                stmt.query(rusqlite::params![since, limit, name])?
+            }
+        };
         let mut out = Vec::new();
         while let Some(row) = rows.next()? {
             let seq: i64 = row.get(0)?;

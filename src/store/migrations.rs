@@ -48,9 +48,10 @@ pub(crate) const MIGRATIONS: &[&str] = &[
         changed_sync INTEGER NOT NULL,
         PRIMARY KEY (integration, key)
     ) WITHOUT ROWID;
-    CREATE INDEX relationships_by_type ON relationships (integration, type);
-    CREATE INDEX relationships_by_from ON relationships (integration, from_key);
-    CREATE INDEX relationships_by_to ON relationships (integration, to_key);
+    -- No secondary indexes on relationships yet: no query needs one, and
+    -- (integration, type/from_key/to_key) indexes, each carrying the long
+    -- relationship key, were a third of a million-row first ingest. Add
+    -- them in a new migration with the first traversal query.
 
     CREATE TABLE sync_runs (
         id          INTEGER PRIMARY KEY,
@@ -67,17 +68,15 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     CREATE INDEX sync_runs_by_integration ON sync_runs (integration, id);
 
     -- The outbox. seq is gap-free: each commit continues from MAX(seq)
-    -- inside its transaction. body is the whole event as JSON.
+    -- inside its transaction. body is the whole event as JSON (time, key,
+    -- class, before/after…); the other columns are for filtering.
     CREATE TABLE events (
         seq         INTEGER PRIMARY KEY,
-        time        TEXT    NOT NULL,
         integration TEXT    NOT NULL,
         sync_id     INTEGER NOT NULL REFERENCES sync_runs (id),
         action      TEXT    NOT NULL,
         object      TEXT    NOT NULL,
         type        TEXT    NOT NULL,
-        class       TEXT    NOT NULL,
-        key         TEXT    NOT NULL,
         body        TEXT    NOT NULL
     );
     CREATE INDEX events_by_integration ON events (integration, seq);

@@ -2,8 +2,9 @@
 //! integration, the sync runs and the change-event outbox in one database.
 //!
 //! `migrations` creates and upgrades the schema · `graph` loads the diff
-//! index, writes graph rows and exports · `events` builds and reads change
-//! events · `runs` records sync runs and ties a commit together.
+//! index and exports · `write` writes a plan's rows and events · `events`
+//! builds and reads change events · `runs` records sync runs and ties a
+//! commit together.
 //!
 //! Invariant: a run's graph changes and its change events are written in one
 //! `BEGIN IMMEDIATE` transaction, so a crash leaves the previous state and the
@@ -13,6 +14,7 @@ mod events;
 mod graph;
 mod migrations;
 mod runs;
+mod write;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;

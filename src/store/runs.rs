@@ -8,7 +8,8 @@ use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params};
 use serde::Serialize;
 use serde_json::Value;
 
-use super::graph::{Writer, load_index};
+use super::graph::load_index;
+use super::write::Writer;
 use super::{Store, StoreError, WriteCounter, busy, events, now};
 use crate::diff;
 use crate::graph::Collected;
@@ -102,7 +103,9 @@ impl Store {
     /// Diffs `collected` into the stored graph of `integration` and writes
     /// the changes, one event per change, the last-seen time of every
     /// complete type and the run's outcome — all in one transaction.
-    /// Objects of types not in `complete` are never deleted.
+    /// Objects of types not in `complete` are never deleted. On error
+    /// nothing of the commit is written and the run stays `running`; record
+    /// its outcome with [`Store::finish_run`].
     pub fn commit_run(
         &mut self,
         sync_id: i64,
@@ -127,16 +130,10 @@ impl Store {
         let index = load_index(&tx, integration)?;
         let plan = diff::plan(&index, collected, complete);
         let counts = plan.counts();
-        let mut writer = Writer {
-            conn: &tx,
-            integration,
-            sync_id,
-            now: &now,
-            next_seq: events::max_seq(&tx)? + 1,
-            counter,
-            body: String::with_capacity(1024),
-        };
+        let first_seq = events::max_seq(&tx)? + 1;
+        let mut writer = Writer::new(&tx, integration, sync_id, &now, first_seq, counter)?;
         writer.write(&plan, &index, collected)?;
+        drop(writer);
         drop(plan);
         drop(index);
 

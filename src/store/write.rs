@@ -1,0 +1,375 @@
+//! Writing one run's plan inside the commit transaction: graph rows and one
+//! change event per change, each statement prepared once per commit.
+//!
+//! Event order: entities created and updated, relationships created, updated
+//! and deleted, entities deleted — a consumer never sees a relationship
+//! before its endpoints exist or after they are gone. Each group is in key
+//! order, so the same input always gives the same sequence.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use rusqlite::{CachedStatement, Connection, params};
+
+use super::events::{self, EventHead};
+use super::graph::{parse_props, text};
+use super::{StoreError, WriteCounter};
+use crate::diff::{Plan, StoredIndex};
+use crate::events::{Action, ObjectKind};
+use crate::graph::{Collected, entity_object, relationship_object};
+
+/// The `_type` of a relationship endpoint: from this run, else from the
+/// store, else '' (an entity of another source). A bulk load looks keys up
+/// in a hash map, not the collected B-tree: two tree walks per relationship
+/// were a tenth of a million-row first ingest.
+struct EndpointTypes<'a> {
+    collected: &'a Collected,
+    index: &'a StoredIndex,
+    by_key: HashMap<&'a str, &'a Arc<str>>,
+}
+
+impl<'a> EndpointTypes<'a> {
+    const BULK: usize = 1024;
+
+    fn new(collected: &'a Collected, index: &'a StoredIndex, plan: &Plan<'_>) -> Self {
+        let lookups = 2 * (plan.relationships.created.len() + plan.relationships.updated.len());
+        let by_key = if lookups > Self::BULK {
+            collected
+                .entities()
+                .map(|e| (e.key.as_str(), &e.ty))
+                .collect()
+        } else {
+            HashMap::new()
+        };
+        EndpointTypes {
+            collected,
+            index,
+            by_key,
+        }
+    }
+
+    fn get(&self, key: &str) -> &'a str {
+        let from_run = if self.by_key.is_empty() {
+            self.collected.entity(key).map(|e| &e.ty)
+        } else {
+            self.by_key.get(key).copied()
+        };
+        match from_run {
+            Some(ty) => ty,
+            None => self.index.entities.get(key).map_or("", |m| &*m.ty),
+        }
+    }
+}
+
+pub(super) struct Writer<'c> {
+    conn: &'c Connection,
+    integration: &'c str,
+    sync_id: i64,
+    now: &'c str,
+    next_seq: u64,
+    counter: WriteCounter,
+    insert_event: CachedStatement<'c>,
+    body: String,
+}
+
+impl<'c> Writer<'c> {
+    pub fn new(
+        conn: &'c Connection,
+        integration: &'c str,
+        sync_id: i64,
+        now: &'c str,
+        first_seq: u64,
+        counter: WriteCounter,
+    ) -> Result<Self, StoreError> {
+        // The event's other fields live in `body`; the columns are the ones
+        // consumers filter on.
+        let insert_event = conn.prepare_cached(
+            "INSERT INTO events (seq, integration, sync_id, action, object, type, body)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        )?;
+        Ok(Writer {
+            conn,
+            integration,
+            sync_id,
+            now,
+            next_seq: first_seq,
+            counter,
+            insert_event,
+            body: String::with_capacity(1024),
+        })
+    }
+
+    pub fn write(
+        &mut self,
+        plan: &Plan<'_>,
+        index: &StoredIndex,
+        collected: &Collected,
+    ) -> Result<(), StoreError> {
+        self.entities_created(plan)?;
+        self.entities_updated(plan)?;
+        self.relationships_created_updated(plan, index, collected)?;
+        self.relationships_deleted(plan)?;
+        self.entities_deleted(plan)?;
+        self.seen(plan)
+    }
+
+    fn head<'a>(
+        &mut self,
+        action: Action,
+        object: ObjectKind,
+        ty: &'a str,
+        class: &'a str,
+        key: &'a str,
+    ) -> EventHead<'a>
+    where
+        'c: 'a,
+    {
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        EventHead {
+            seq,
+            time: self.now,
+            integration: self.integration,
+            sync_id: self.sync_id,
+            action,
+            object,
+            ty,
+            class,
+            key,
+        }
+    }
+
+    /// Inserts the event whose body is in `self.body`.
+    fn event(&mut self, head: &EventHead<'_>) -> Result<(), StoreError> {
+        self.insert_event.execute(params![
+            head.seq as i64,
+            head.integration,
+            head.sync_id,
+            head.action.as_str(),
+            head.object.as_str(),
+            head.ty,
+            self.body,
+        ])?;
+        self.counter.tick()
+    }
+
+    fn entities_created(&mut self, plan: &Plan<'_>) -> Result<(), StoreError> {
+        let mut insert = self.conn.prepare_cached(
+            "INSERT INTO entities (integration, key, type, class, props, hash, first_seen, last_seen, created_sync, changed_sync)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7, ?8, ?8)",
+        )?;
+        for e in &plan.entities.created {
+            insert.execute(params![
+                self.integration,
+                e.key,
+                &*e.ty,
+                &*e.class,
+                &*e.props,
+                e.hash as i64,
+                self.now,
+                self.sync_id
+            ])?;
+            self.counter.tick()?;
+            let head = self.head(Action::Created, ObjectKind::Entity, &e.ty, &e.class, &e.key);
+            self.body.clear();
+            events::created_body(&mut self.body, &head, None, &e.props);
+            self.event(&head)?;
+        }
+        Ok(())
+    }
+
+    fn entities_updated(&mut self, plan: &Plan<'_>) -> Result<(), StoreError> {
+        let mut old = self.conn.prepare_cached(
+            "SELECT type, class, props FROM entities WHERE integration = ?1 AND key = ?2",
+        )?;
+        let mut update = self.conn.prepare_cached(
+            "UPDATE entities SET type = ?3, class = ?4, props = ?5, hash = ?6, last_seen = ?7, changed_sync = ?8
+             WHERE integration = ?1 AND key = ?2",
+        )?;
+        for e in &plan.entities.updated {
+            let before = old.query_row(params![self.integration, e.key], |row| {
+                Ok(entity_object(
+                    &e.key,
+                    text(row, 0)?,
+                    text(row, 1)?,
+                    &parse_props(text(row, 2)?),
+                ))
+            })?;
+            update.execute(params![
+                self.integration,
+                e.key,
+                &*e.ty,
+                &*e.class,
+                &*e.props,
+                e.hash as i64,
+                self.now,
+                self.sync_id
+            ])?;
+            self.counter.tick()?;
+            let head = self.head(Action::Updated, ObjectKind::Entity, &e.ty, &e.class, &e.key);
+            self.body = events::updated_body(&head, before, e.to_object())?;
+            self.event(&head)?;
+        }
+        Ok(())
+    }
+
+    fn relationships_created_updated(
+        &mut self,
+        plan: &Plan<'_>,
+        index: &StoredIndex,
+        collected: &Collected,
+    ) -> Result<(), StoreError> {
+        let endpoints = EndpointTypes::new(collected, index, plan);
+        let endpoint_type = |key: &str| endpoints.get(key);
+        let mut insert = self.conn.prepare_cached(
+            "INSERT INTO relationships (integration, key, type, class, from_key, to_key, from_type, to_type, props, hash, first_seen, last_seen, created_sync, changed_sync)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?11, ?12, ?12)",
+        )?;
+        for r in &plan.relationships.created {
+            let (from_ty, to_ty) = (endpoint_type(&r.from_key), endpoint_type(&r.to_key));
+            insert.execute(params![
+                self.integration,
+                r.key,
+                &*r.ty,
+                &*r.class,
+                r.from_key,
+                r.to_key,
+                from_ty,
+                to_ty,
+                &*r.props,
+                r.hash as i64,
+                self.now,
+                self.sync_id
+            ])?;
+            self.counter.tick()?;
+            let head = self.head(
+                Action::Created,
+                ObjectKind::Relationship,
+                &r.ty,
+                &r.class,
+                &r.key,
+            );
+            self.body.clear();
+            events::created_body(
+                &mut self.body,
+                &head,
+                Some((&r.from_key, &r.to_key)),
+                &r.props,
+            );
+            self.event(&head)?;
+        }
+
+        let mut old = self.conn.prepare_cached(
+            "SELECT type, class, from_key, to_key, props FROM relationships WHERE integration = ?1 AND key = ?2",
+        )?;
+        let mut update = self.conn.prepare_cached(
+            "UPDATE relationships SET type = ?3, class = ?4, from_key = ?5, to_key = ?6, from_type = ?7, to_type = ?8,
+                 props = ?9, hash = ?10, last_seen = ?11, changed_sync = ?12
+             WHERE integration = ?1 AND key = ?2",
+        )?;
+        for r in &plan.relationships.updated {
+            let before = old.query_row(params![self.integration, r.key], |row| {
+                let props = parse_props(text(row, 4)?);
+                Ok(relationship_object(
+                    &r.key,
+                    text(row, 0)?,
+                    text(row, 1)?,
+                    text(row, 2)?,
+                    text(row, 3)?,
+                    &props,
+                ))
+            })?;
+            let (from_ty, to_ty) = (endpoint_type(&r.from_key), endpoint_type(&r.to_key));
+            update.execute(params![
+                self.integration,
+                r.key,
+                &*r.ty,
+                &*r.class,
+                r.from_key,
+                r.to_key,
+                from_ty,
+                to_ty,
+                &*r.props,
+                r.hash as i64,
+                self.now,
+                self.sync_id
+            ])?;
+            self.counter.tick()?;
+            let head = self.head(
+                Action::Updated,
+                ObjectKind::Relationship,
+                &r.ty,
+                &r.class,
+                &r.key,
+            );
+            self.body = events::updated_body(&head, before, r.to_object())?;
+            self.event(&head)?;
+        }
+        Ok(())
+    }
+
+    /// `DELETE … RETURNING` hands back the old row, so a delete reads and
+    /// removes it in one statement.
+    fn relationships_deleted(&mut self, plan: &Plan<'_>) -> Result<(), StoreError> {
+        let mut delete = self.conn.prepare_cached(
+            "DELETE FROM relationships WHERE integration = ?1 AND key = ?2
+             RETURNING type, class, from_key, to_key, props",
+        )?;
+        for key in &plan.relationships.deleted {
+            let (ty, class, from, to, props): (String, String, String, String, String) = delete
+                .query_row(params![self.integration, key], |row| {
+                    Ok((
+                        row.get(0)?,
+                        row.get(1)?,
+                        row.get(2)?,
+                        row.get(3)?,
+                        row.get(4)?,
+                    ))
+                })?;
+            self.counter.tick()?;
+            let head = self.head(Action::Deleted, ObjectKind::Relationship, &ty, &class, key);
+            self.body.clear();
+            events::deleted_body(&mut self.body, &head, Some((&from, &to)), &props);
+            self.event(&head)?;
+        }
+        Ok(())
+    }
+
+    fn entities_deleted(&mut self, plan: &Plan<'_>) -> Result<(), StoreError> {
+        let mut delete = self.conn.prepare_cached(
+            "DELETE FROM entities WHERE integration = ?1 AND key = ?2 RETURNING type, class, props",
+        )?;
+        for key in &plan.entities.deleted {
+            let (ty, class, props): (String, String, String) = delete
+                .query_row(params![self.integration, key], |row| {
+                    Ok((row.get(0)?, row.get(1)?, row.get(2)?))
+                })?;
+            self.counter.tick()?;
+            let head = self.head(Action::Deleted, ObjectKind::Entity, &ty, &class, key);
+            self.body.clear();
+            events::deleted_body(&mut self.body, &head, None, &props);
+            self.event(&head)?;
+        }
+        Ok(())
+    }
+
+    /// Unchanged rows of incomplete types: collected, so their last-seen
+    /// time moves; complete types get theirs from `type_seen` instead.
+    fn seen(&mut self, plan: &Plan<'_>) -> Result<(), StoreError> {
+        let mut entity = self.conn.prepare_cached(
+            "UPDATE entities SET last_seen = ?3 WHERE integration = ?1 AND key = ?2",
+        )?;
+        for e in &plan.entities.seen {
+            entity.execute(params![self.integration, e.key, self.now])?;
+            self.counter.tick()?;
+        }
+        let mut rel = self.conn.prepare_cached(
+            "UPDATE relationships SET last_seen = ?3 WHERE integration = ?1 AND key = ?2",
+        )?;
+        for r in &plan.relationships.seen {
+            rel.execute(params![self.integration, r.key, self.now])?;
+            self.counter.tick()?;
+        }
+        Ok(())
+    }
+}
