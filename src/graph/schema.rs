@@ -219,19 +219,26 @@ impl Schema {
         for (name, text) in files {
             match serde_saphyr::from_str::<RawFile>(text) {
                 Ok(raw) => parsed.push((name.as_str(), raw)),
-                Err(e) => faults.push(format!("{name}: {}", one_line(&e.to_string()))),
+                Err(e) => faults.push(format!(
+                    "{name}: {}",
+                    one_line(&e.without_snippet().to_string())
+                )),
             }
         }
+        let all_parsed = faults.is_empty();
         let mut schema = Schema::default();
+        // Where each name was first defined, to name both files of a clash.
+        let mut defined_in: BTreeMap<String, &str> = BTreeMap::new();
         // Classes first: entity types refer to them from any file.
         for (file, raw) in &parsed {
             for (class, def) in &raw.classes {
                 let path = format!("{file}: classes.{class}");
                 let _ = &def.description;
-                if schema.classes.contains_key(class) {
-                    faults.push(format!("{path}: class is defined twice"));
+                if let Some(first) = defined_in.get(&format!("class {class}")) {
+                    faults.push(format!("{path}: class is defined twice (first in {first})"));
                     continue;
                 }
+                defined_in.insert(format!("class {class}"), file);
                 let properties = parse_properties(&path, &def.properties, &mut faults);
                 schema.classes.insert(
                     class.clone(),
@@ -242,20 +249,30 @@ impl Schema {
                 );
             }
         }
-        if !schema.classes.contains_key("Entity") {
+        // A file that did not parse may be the one defining Entity.
+        if all_parsed && !schema.classes.contains_key("Entity") {
             faults.push("graph-schema: no file defines the base class Entity".to_owned());
         }
         for (class, def) in &schema.classes {
+            let file = defined_in
+                .get(&format!("class {class}"))
+                .copied()
+                .unwrap_or("graph-schema");
             for name in &def.required {
                 if !def.properties.contains_key(name) && !base_property(&schema, name) {
                     faults.push(format!(
-                        "graph-schema: classes.{class}.required: {name:?} is not a property of the class"
+                        "{file}: classes.{class}.required: {name:?} is not a property of the class"
                     ));
                 }
             }
         }
         for (file, raw) in &parsed {
             let source = raw.source.clone().unwrap_or_default();
+            if source.is_empty() && (!raw.entities.is_empty() || !raw.relationships.is_empty()) {
+                faults.push(format!(
+                    "{file}: source: a file declaring entity or relationship types must name its source"
+                ));
+            }
             for (ty, def) in &raw.entities {
                 let path = format!("{file}: entities.{ty}");
                 let _ = &def.description;
@@ -264,10 +281,11 @@ impl Schema {
                         "{path}: type must start with the source name \"{source}_\""
                     ));
                 }
-                if schema.entities.contains_key(ty) {
-                    faults.push(format!("{path}: type is defined twice"));
+                if let Some(first) = defined_in.get(&format!("entity {ty}")) {
+                    faults.push(format!("{path}: type is defined twice (first in {first})"));
                     continue;
                 }
+                defined_in.insert(format!("entity {ty}"), file);
                 if !schema.classes.contains_key(&def.class) {
                     faults.push(format!(
                         "{path}.class: {:?} is not a class; define it in graph-schema/classes.yaml or use one of {}",
@@ -322,10 +340,14 @@ impl Schema {
                         def.ty
                     ));
                 }
-                if schema.relationships.contains_key(&def.ty) {
-                    faults.push(format!("{path}.type: {:?} is defined twice", def.ty));
+                if let Some(first) = defined_in.get(&format!("relationship {}", def.ty)) {
+                    faults.push(format!(
+                        "{path}.type: {:?} is defined twice (first in {first})",
+                        def.ty
+                    ));
                     continue;
                 }
+                defined_in.insert(format!("relationship {}", def.ty), file);
                 schema.relationships.insert(
                     def.ty.clone(),
                     RelationshipTypeDef {

@@ -161,17 +161,18 @@ fn check_flat(properties: &super::Properties, faults: &mut Vec<String>) {
                 "property name {name:?} does not match ^(_|tag\\.)?[A-Za-z0-9. -]+$"
             ));
         }
-        let flat = match value {
-            Value::Object(_) => false,
-            Value::Array(items) => items
-                .iter()
-                .all(|v| !matches!(v, Value::Object(_) | Value::Array(_))),
-            _ => true,
+        let nested = match value {
+            Value::Object(_) => Some("an object"),
+            Value::Array(items) => items.iter().find_map(|v| match v {
+                Value::Object(_) => Some("an array containing an object"),
+                Value::Array(_) => Some("an array containing an array"),
+                _ => None,
+            }),
+            _ => None,
         };
-        if !flat {
+        if let Some(nested) = nested {
             faults.push(format!(
-                "property {name:?} is nested ({}); values must be flat: string, number, boolean, null or an array of those",
-                describe(value)
+                "property {name:?} is nested ({nested}); values must be flat: string, number, boolean, null or an array of those"
             ));
         }
     }
