@@ -359,7 +359,7 @@ pub async fn add_connection(
         });
     }
     let fields = parse_secrets(ty, &new.secrets_json)?;
-    let now = crate::sync::now_rfc3339();
+    let now = crate::store::now();
     let (mut tested_at, mut succeeded) = (None, None);
     if verify {
         test_secrets(ty, &new.name, &to_secrets(ty, &fields))
@@ -485,7 +485,7 @@ pub async fn test_connection(
     let ty = find_type(&row.ty)?;
     let secrets = to_secrets(ty, &decrypt_fields(master, &row)?);
     let result = test_secrets(ty, &row.name, &secrets).await;
-    let now = crate::sync::now_rfc3339();
+    let now = crate::store::now();
     row.last_test_at = Some(now.clone());
     row.last_test_succeeded = Some(result.is_ok());
     row.last_test_error = result.as_ref().err().cloned();
@@ -517,7 +517,7 @@ pub async fn update_connection(
 ) -> Result<ConnectionSummary, ServiceError> {
     let mut row = get_connection(store, name)?;
     let ty = find_type(&row.ty)?;
-    let now = crate::sync::now_rfc3339();
+    let now = crate::store::now();
     if let Some(text) = &update.secrets_json {
         let fields = parse_secrets(ty, text)?;
         if verify {
@@ -564,7 +564,7 @@ pub fn delete_connection(
             integrations: users,
         });
     }
-    Ok(store.delete_connection(&row.key, CONNECTION_DELETED, &crate::sync::now_rfc3339())?)
+    Ok(store.delete_connection(&row.key, CONNECTION_DELETED, &crate::store::now())?)
 }
 
 /// Re-encrypts every connection's secrets under `new` in one transaction.
@@ -580,7 +580,7 @@ pub fn rotate_key(
         let blob = new.encrypt(&key, &plain)?;
         rewritten.push((key, blob));
     }
-    store.replace_connection_secrets(&rewritten, &crate::sync::now_rfc3339())?;
+    store.replace_connection_secrets(&rewritten, &crate::store::now())?;
     Ok(rewritten.len())
 }
 
@@ -680,7 +680,7 @@ pub fn add_integration(
         Some(text) => Interval::parse(text).map_err(invalid)?,
         None => Interval::Every(std::time::Duration::from_secs(3600)),
     };
-    let now = crate::sync::now_rfc3339();
+    let now = crate::store::now();
     let enabled = input.enabled.unwrap_or(true);
     let row = IntegrationRow {
         name: name.to_owned(),
@@ -754,7 +754,7 @@ pub fn update_integration(
         };
         row.settings = merge_settings(&ty, &row.settings, &input.settings)?;
     }
-    row.updated_at = crate::sync::now_rfc3339();
+    row.updated_at = crate::store::now();
     store.update_integration(&row)?;
     integration_view(store, &row)
 }
