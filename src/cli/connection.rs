@@ -8,9 +8,7 @@ use anyhow::Context as _;
 use clap::{Args, Subcommand};
 
 use super::Context;
-use crate::connection::service::{
-    self, ConnectionUpdate, ListFilter, NewConnection, TestStatus,
-};
+use crate::connection::service::{self, ConnectionUpdate, ListFilter, NewConnection, TestStatus};
 
 #[derive(Debug, Subcommand)]
 pub enum ConnectionCommand {
@@ -196,11 +194,7 @@ pub fn run(cx: &Context, cmd: ConnectionCommand) -> anyhow::Result<i32> {
             }
         }
         ConnectionCommand::Update(args) => {
-            let secrets_json = args
-                .secrets_file
-                .as_deref()
-                .map(read_secrets)
-                .transpose()?;
+            let secrets_json = args.secrets_file.as_deref().map(read_secrets).transpose()?;
             let master = cx.master_key()?;
             let mut store = cx.store()?;
             let disabled = match (args.disable, args.enable) {

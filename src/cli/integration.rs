@@ -81,8 +81,7 @@ pub fn parse_settings(pairs: &[String]) -> anyhow::Result<BTreeMap<String, Value
         if key.is_empty() {
             anyhow::bail!("--set {pair:?}: the key is empty");
         }
-        let value =
-            serde_json::from_str(value).unwrap_or_else(|_| Value::String(value.to_owned()));
+        let value = serde_json::from_str(value).unwrap_or_else(|_| Value::String(value.to_owned()));
         out.insert(key.to_owned(), value);
     }
     Ok(out)

@@ -33,7 +33,9 @@ pub fn run(cx: &Context, cmd: KeyCommand) -> anyhow::Result<i32> {
             let text = std::env::var(&var)
                 .map_err(|_| anyhow::anyhow!("environment variable {var} is not set"))?;
             let new = MasterKey::from_base64(&text).ok_or_else(|| {
-                anyhow::anyhow!("{var} is not a valid master key: it must be the standard base64 of 32 bytes")
+                anyhow::anyhow!(
+                    "{var} is not a valid master key: it must be the standard base64 of 32 bytes"
+                )
             })?;
             let n = service::rotate_key(&mut store, &old, &new)?;
             println!(

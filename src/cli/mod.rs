@@ -99,7 +99,9 @@ impl Context {
 
     /// The master key: $SEXTANT_MASTER_KEY, else the key file in the data
     /// directory (created with mode 0600 on first use).
-    pub fn master_key(&self) -> Result<crate::connection::MasterKey, crate::connection::CryptoError> {
+    pub fn master_key(
+        &self,
+    ) -> Result<crate::connection::MasterKey, crate::connection::CryptoError> {
         crate::connection::MasterKey::load(&self.home).map(|(key, _)| key)
     }
 

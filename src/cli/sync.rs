@@ -22,11 +22,8 @@ pub struct SyncArgs {
 pub fn run(cx: &Context, args: SyncArgs) -> anyhow::Result<i32> {
     let mut store = cx.store()?;
     // A stored integration first, else one from the config file.
-    let stored = crate::connection::service::resolve_stored(
-        &store,
-        || Ok(cx.master_key()?),
-        &args.name,
-    )?;
+    let stored =
+        crate::connection::service::resolve_stored(&store, || Ok(cx.master_key()?), &args.name)?;
     let (integration, connection) = match stored {
         Some(found) => found,
         None => resolve(&cx.config()?, &args.name)?,

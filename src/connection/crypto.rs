@@ -97,9 +97,8 @@ impl MasterKey {
         }
         let path = home.join(MASTER_KEY_FILE);
         let key = match std::fs::read_to_string(&path) {
-            Ok(text) => {
-                MasterKey::from_base64(&text).ok_or_else(|| CryptoError::BadKeyFile(path.clone()))?
-            }
+            Ok(text) => MasterKey::from_base64(&text)
+                .ok_or_else(|| CryptoError::BadKeyFile(path.clone()))?,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 let key = MasterKey::generate()?;
                 match key.write_new(&path) {
@@ -196,8 +195,13 @@ mod tests {
     #[test]
     fn round_trip_and_tamper_and_swap() {
         let key = MasterKey::generate().expect("key");
-        let blob = key.encrypt("ci_prod", b"{\"api_token\":\"x\"}").expect("enc");
-        assert_eq!(key.decrypt("ci_prod", &blob).expect("dec"), b"{\"api_token\":\"x\"}");
+        let blob = key
+            .encrypt("ci_prod", b"{\"api_token\":\"x\"}")
+            .expect("enc");
+        assert_eq!(
+            key.decrypt("ci_prod", &blob).expect("dec"),
+            b"{\"api_token\":\"x\"}"
+        );
         assert!(key.decrypt("other", &blob).is_err(), "bound to its row");
         let mut bad = blob.clone();
         let last = bad.len() - 1;
@@ -205,7 +209,9 @@ mod tests {
         assert!(key.decrypt("ci_prod", &bad).is_err());
         let other = MasterKey::generate().expect("key");
         assert!(other.decrypt("ci_prod", &blob).is_err());
-        let again = key.encrypt("ci_prod", b"{\"api_token\":\"x\"}").expect("enc");
+        let again = key
+            .encrypt("ci_prod", b"{\"api_token\":\"x\"}")
+            .expect("enc");
         assert_ne!(blob, again, "fresh nonce per write");
         assert_eq!(MasterKey::from_base64(&key.to_base64()), Some(key.clone()));
         assert!(!format!("{key:?}").contains(&key.to_base64()));

@@ -170,7 +170,8 @@ fn decrypt_fields(
     row: &ConnectionRow,
 ) -> Result<BTreeMap<String, String>, ServiceError> {
     let json = master.decrypt(&row.key, &row.secrets)?;
-    serde_json::from_slice(&json).map_err(|_| ServiceError::Crypto(CryptoError::Decrypt(row.key.clone())))
+    serde_json::from_slice(&json)
+        .map_err(|_| ServiceError::Crypto(CryptoError::Decrypt(row.key.clone())))
 }
 
 /// Replaces every sensitive value in `text` with the mask.

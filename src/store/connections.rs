@@ -185,9 +185,8 @@ impl Store {
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(|e| busy(&self.path, e))?;
         let names: Vec<String> = {
-            let mut stmt = tx.prepare(
-                "SELECT name FROM integrations WHERE connection_key = ?1 ORDER BY name",
-            )?;
+            let mut stmt = tx
+                .prepare("SELECT name FROM integrations WHERE connection_key = ?1 ORDER BY name")?;
             let rows = stmt.query_map([key], |row| row.get(0))?;
             rows.collect::<Result<_, _>>()?
         };
