@@ -728,3 +728,57 @@ fn key_file_is_0600_and_rotation_keeps_everything_readable() {
     }
     assert!(!contains(&db_bytes(h), WRONG_TOKEN));
 }
+
+#[test]
+fn secrets_from_standard_input() {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let home = tempfile::tempdir().expect("tempdir");
+    let h = home.path();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_sextant"))
+        .arg("--home")
+        .arg(h)
+        .args([
+            "connection",
+            "add",
+            "ci",
+            "--type",
+            "circleci",
+            "--secrets-file",
+            "-",
+            "--no-verify",
+        ])
+        .env_remove("SEXTANT_MASTER_KEY")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(format!("{{\"api_token\": \"{WRONG_TOKEN}\"}}").as_bytes())
+        .expect("write stdin");
+    let out = child.wait_with_output().expect("wait");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let shown = sextant(h, &["connection", "show", "ci"], &[]);
+    let doc = json(&shown);
+    assert_eq!(doc["secrets"]["api_token"], MASK);
+    assert_eq!(
+        doc["secrets"]["host"], "https://circleci.com",
+        "default applied"
+    );
+    let nothing = sextant(h, &["connection", "update", "ci"], &[]);
+    assert_ne!(nothing.code, 0);
+    assert!(
+        nothing.stderr.contains("nothing to update"),
+        "{}",
+        nothing.stderr
+    );
+    assert!(!contains(&db_bytes(h), WRONG_TOKEN));
+}

@@ -101,27 +101,46 @@ impl MasterKey {
                 .ok_or_else(|| CryptoError::BadKeyFile(path.clone()))?,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 let key = MasterKey::generate()?;
-                match key.write_new(&path) {
-                    Ok(()) => key,
+                if key.create_atomically(&path)? {
+                    key
+                } else {
                     // Another process created it first: use theirs.
-                    Err(CryptoError::KeyFile { source, .. })
-                        if source.kind() == std::io::ErrorKind::AlreadyExists =>
-                    {
-                        let text = std::fs::read_to_string(&path).map_err(|source| {
-                            CryptoError::KeyFile {
-                                path: path.clone(),
-                                source,
-                            }
+                    let text =
+                        std::fs::read_to_string(&path).map_err(|source| CryptoError::KeyFile {
+                            path: path.clone(),
+                            source,
                         })?;
-                        MasterKey::from_base64(&text)
-                            .ok_or_else(|| CryptoError::BadKeyFile(path.clone()))?
-                    }
-                    Err(e) => return Err(e),
+                    MasterKey::from_base64(&text)
+                        .ok_or_else(|| CryptoError::BadKeyFile(path.clone()))?
                 }
             }
             Err(source) => return Err(CryptoError::KeyFile { path, source }),
         };
         Ok((key, KeySource::File(path)))
+    }
+
+    /// Creates `path` holding the key, complete or not at all: written to a
+    /// private temporary file (mode 0600) first, then hard-linked into place,
+    /// which fails if another process got there first. Returns false then.
+    fn create_atomically(&self, path: &Path) -> Result<bool, CryptoError> {
+        let mut suffix = [0u8; 8];
+        getrandom::fill(&mut suffix).map_err(|e| CryptoError::Random(e.to_string()))?;
+        let tmp = path.with_extension(format!(
+            "tmp-{}-{}",
+            std::process::id(),
+            u64::from_le_bytes(suffix)
+        ));
+        self.write_new(&tmp)?;
+        let linked = std::fs::hard_link(&tmp, path);
+        let _ = std::fs::remove_file(&tmp);
+        match linked {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
+            Err(source) => Err(CryptoError::KeyFile {
+                path: path.to_owned(),
+                source,
+            }),
+        }
     }
 
     /// Writes the key to a file that must not exist yet, mode 0600.
@@ -215,5 +234,28 @@ mod tests {
         assert_ne!(blob, again, "fresh nonce per write");
         assert_eq!(MasterKey::from_base64(&key.to_base64()), Some(key.clone()));
         assert!(!format!("{key:?}").contains(&key.to_base64()));
+    }
+
+    #[test]
+    fn key_file_is_created_once_with_mode_0600() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().expect("tempdir");
+        // The env var would take precedence; this test needs the file path.
+        if std::env::var_os(MASTER_KEY_ENV).is_some() {
+            return;
+        }
+        let (first, source) = MasterKey::load(dir.path()).expect("create");
+        assert_eq!(source, KeySource::File(dir.path().join(MASTER_KEY_FILE)));
+        let (again, _) = MasterKey::load(dir.path()).expect("read");
+        assert_eq!(first, again);
+        let meta = std::fs::metadata(dir.path().join(MASTER_KEY_FILE)).expect("meta");
+        assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+        let leftovers = std::fs::read_dir(dir.path()).expect("dir").count();
+        assert_eq!(leftovers, 1, "no temporary file left behind");
+        assert!(
+            !first
+                .create_atomically(&dir.path().join(MASTER_KEY_FILE))
+                .expect("link")
+        );
     }
 }

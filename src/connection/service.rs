@@ -516,6 +516,11 @@ pub async fn update_connection(
     update: ConnectionUpdate,
     verify: bool,
 ) -> Result<ConnectionSummary, ServiceError> {
+    if update.secrets_json.is_none() && update.disabled.is_none() && update.description.is_none() {
+        return Err(invalid(
+            "nothing to update; pass --secrets-file, --enable, --disable or --description",
+        ));
+    }
     let mut row = get_connection(store, name)?;
     let ty = find_type(&row.ty)?;
     let now = crate::store::now();
@@ -820,4 +825,58 @@ pub fn resolve_stored(
             http: HttpConfig::default(),
         },
     )))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn circleci() -> &'static ConnectionType {
+        connection_type("circleci").expect("circleci")
+    }
+
+    fn error(text: &str) -> String {
+        match parse_secrets(circleci(), text) {
+            Err(e) => e.to_string(),
+            Ok(_) => String::new(),
+        }
+    }
+
+    #[test]
+    fn secrets_are_checked_against_the_type_and_defaults_applied() {
+        let fields = parse_secrets(circleci(), r#"{"api_token": " t0k "}"#).expect("valid");
+        assert_eq!(fields.get("api_token").map(String::as_str), Some("t0k"));
+        assert_eq!(
+            fields.get("host").map(String::as_str),
+            Some("https://circleci.com")
+        );
+        let secrets = to_secrets(circleci(), &fields);
+        assert_eq!(secrets.secret("api_token").map(Secret::expose), Some("t0k"));
+        assert!(secrets.plain("api_token").is_none());
+        assert_eq!(secrets.plain("host"), Some("https://circleci.com"));
+
+        assert!(error(r#"{"host": "h"}"#).contains("api_token: is required"));
+        let unknown = error(r#"{"api_token": "x", "token": "s3cr3t-value"}"#);
+        assert!(unknown.contains("no field \"token\""), "{unknown}");
+        assert!(!unknown.contains("s3cr3t-value"), "{unknown}");
+        let typed = error(r#"{"api_token": 12345678}"#);
+        assert!(typed.contains("api_token: must be a string"), "{typed}");
+        assert!(!typed.contains("12345678"), "{typed}");
+        let broken = error(r#"{"api_token": "s3cr3t-value"#);
+        assert!(broken.contains("invalid JSON"), "{broken}");
+        assert!(!broken.contains("s3cr3t-value"), "{broken}");
+        assert!(error("[1]").contains("not a JSON object"));
+    }
+
+    #[test]
+    fn test_errors_never_hold_the_secret() {
+        let mut secrets = Secrets::default();
+        secrets
+            .sensitive
+            .insert("api_token".into(), Secret::new("s3cr3t-value"));
+        assert_eq!(
+            scrub("bad s3cr3t-value here", &secrets),
+            format!("bad {MASK} here")
+        );
+    }
 }
