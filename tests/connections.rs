@@ -727,6 +727,14 @@ fn key_file_is_0600_and_rotation_keeps_everything_readable() {
         assert_eq!(doc["secrets"]["host"], "http://127.0.0.1:9");
     }
     assert!(!contains(&db_bytes(h), WRONG_TOKEN));
+
+    // A leftover key from an interrupted rotation is never deleted.
+    let pending = h.join("master.key.new");
+    std::fs::write(&pending, "leftover").expect("write");
+    let refused = sextant(h, &["key", "rotate"], &[]);
+    assert_ne!(refused.code, 0);
+    assert!(refused.stderr.contains("interrupted"), "{}", refused.stderr);
+    assert_eq!(std::fs::read_to_string(&pending).expect("kept"), "leftover");
 }
 
 #[test]

@@ -4,7 +4,7 @@ use clap::Subcommand;
 
 use super::Context;
 use crate::connection::crypto::{MASTER_KEY_ENV, MASTER_KEY_FILE};
-use crate::connection::{CryptoError, KeySource, MasterKey, service};
+use crate::connection::{KeySource, MasterKey, service};
 
 #[derive(Debug, Subcommand)]
 pub enum KeyCommand {
@@ -54,16 +54,16 @@ pub fn run(cx: &Context, cmd: KeyCommand) -> anyhow::Result<i32> {
             // The new key is on disk before any row uses it; it replaces the
             // old file only after the transaction committed.
             let pending = cx.home.join(format!("{MASTER_KEY_FILE}.new"));
-            match std::fs::remove_file(&pending) {
-                Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(source) => {
-                    return Err(CryptoError::KeyFile {
-                        path: pending,
-                        source,
-                    }
-                    .into());
-                }
+            // A leftover may be the only key that decrypts the secrets (a
+            // rotation that committed but stopped before the rename): never
+            // delete it here.
+            if pending.exists() {
+                anyhow::bail!(
+                    "{} exists: an earlier key rotation was interrupted. If `sextant connection show NAME` fails with \"cannot decrypt\", the rotation committed: move {} to {}; otherwise delete it. Then run key rotate again",
+                    pending.display(),
+                    pending.display(),
+                    path.display()
+                );
             }
             new.write_new(&pending)?;
             let n = match service::rotate_key(&mut store, &old, &new) {
