@@ -1,9 +1,12 @@
 //! The command line: clap definitions and dispatch, one file per command group.
 
+mod connection;
 mod connection_type;
 mod demo;
 mod events;
 mod graph;
+mod integration;
+mod key;
 mod sync;
 
 use std::path::{Path, PathBuf};
@@ -54,6 +57,15 @@ pub enum Command {
     /// Connection types and the fields of their secrets.
     #[command(subcommand, name = "connection-type")]
     ConnectionType(connection_type::ConnectionTypeCommand),
+    /// Stored connections: typed credentials, encrypted at rest.
+    #[command(subcommand)]
+    Connection(connection::ConnectionCommand),
+    /// Stored integration instances on stored connections.
+    #[command(subcommand)]
+    Integration(integration::IntegrationCommand),
+    /// The master key that encrypts connection secrets.
+    #[command(subcommand)]
+    Key(key::KeyCommand),
 }
 
 /// Where state lives for this invocation.
@@ -83,6 +95,14 @@ impl Context {
         std::fs::create_dir_all(&self.home)
             .with_context(|| format!("cannot create the data directory {}", self.home.display()))?;
         Ok(Store::open(&self.db_path())?)
+    }
+
+    /// The master key: $SEXTANT_MASTER_KEY, else the key file in the data
+    /// directory (created with mode 0600 on first use).
+    pub fn master_key(
+        &self,
+    ) -> Result<crate::connection::MasterKey, crate::connection::CryptoError> {
+        crate::connection::MasterKey::load(&self.home).map(|(key, _)| key)
     }
 
     /// The config file: --config, or config.yaml in the data dir if present.
@@ -125,6 +145,9 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Graph(cmd) => graph::run(&cx, cmd),
         Command::Events(cmd) => events::run(&cx, cmd),
         Command::ConnectionType(cmd) => connection_type::run(cmd),
+        Command::Connection(cmd) => connection::run(&cx, cmd),
+        Command::Integration(cmd) => integration::run(&cx, cmd),
+        Command::Key(cmd) => key::run(&cx, cmd),
     }
 }
 

@@ -20,9 +20,14 @@ pub struct SyncArgs {
 }
 
 pub fn run(cx: &Context, args: SyncArgs) -> anyhow::Result<i32> {
-    let config = cx.config()?;
-    let (integration, connection) = resolve(&config, &args.name)?;
     let mut store = cx.store()?;
+    // A stored integration first, else one from the config file.
+    let stored =
+        crate::connection::service::resolve_stored(&store, || Ok(cx.master_key()?), &args.name)?;
+    let (integration, connection) = match stored {
+        Some(found) => found,
+        None => resolve(&cx.config()?, &args.name)?,
+    };
     let schema = super::schema()?;
     let progress = std::io::stderr().is_terminal().then(terminal_progress);
     let report = super::runtime()?.block_on(run_sync(

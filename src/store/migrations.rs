@@ -91,6 +91,41 @@ pub(crate) const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (integration, type)
     ) WITHOUT ROWID;
     ",
+    // 2: stored connections (encrypted secrets) and integration instances.
+    "
+    CREATE TABLE connections (
+        key                 TEXT    PRIMARY KEY,
+        name                TEXT    NOT NULL UNIQUE,
+        type                TEXT    NOT NULL,
+        description         TEXT,
+        disabled            INTEGER NOT NULL DEFAULT 0,
+        disabled_reason     TEXT,
+        created_at          TEXT    NOT NULL,
+        updated_at          TEXT    NOT NULL,
+        -- version || nonce || AES-256-GCM ciphertext of the secrets JSON,
+        -- with the connection key as associated data.
+        secrets             BLOB    NOT NULL,
+        last_test_at        TEXT,
+        last_test_succeeded INTEGER,
+        last_test_error     TEXT
+    );
+
+    CREATE TABLE integrations (
+        name             TEXT    PRIMARY KEY,
+        -- NULL once the connection was deleted with --force.
+        connection_key   TEXT    REFERENCES connections (key),
+        account_name     TEXT,
+        description      TEXT,
+        interval         TEXT    NOT NULL,
+        tag_account_name INTEGER NOT NULL DEFAULT 0,
+        enabled          INTEGER NOT NULL DEFAULT 1,
+        disabled_reason  TEXT,
+        settings         TEXT    NOT NULL DEFAULT 'null',
+        created_at       TEXT    NOT NULL,
+        updated_at       TEXT    NOT NULL
+    );
+    CREATE INDEX integrations_by_connection ON integrations (connection_key);
+    ",
 ];
 
 /// Brings the database to the latest schema, refusing one that is newer.

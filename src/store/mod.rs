@@ -10,6 +10,7 @@
 //! `BEGIN IMMEDIATE` transaction, so a crash leaves the previous state and the
 //! event sequence stays gap-free (each commit continues from `MAX(seq)`).
 
+mod connections;
 mod events;
 mod graph;
 mod migrations;
@@ -23,6 +24,7 @@ use rusqlite::Connection;
 use time::OffsetDateTime;
 use time::macros::format_description;
 
+pub use connections::{ConnectionRow, IntegrationRow};
 pub use runs::RunRecord;
 
 /// The schema version this build creates and upgrades to.

@@ -27,7 +27,8 @@ pub fn sextant(home: &Path, args: &[&str], env: &[(&str, &str)]) -> Run {
     cmd.arg("--home").arg(home).args(args);
     cmd.env_remove("SEXTANT_HOME")
         .env_remove("SEXTANT_CONFIG")
-        .env_remove("RUST_LOG");
+        .env_remove("RUST_LOG")
+        .env_remove("SEXTANT_MASTER_KEY");
     for (k, v) in env {
         cmd.env(k, v);
     }

@@ -1,0 +1,309 @@
+//! Stored connections (secrets as an opaque encrypted blob) and integration
+//! instances. The store never sees a plaintext secret.
+
+use rusqlite::{OptionalExtension, Row, TransactionBehavior, params};
+
+use super::{Store, StoreError, busy};
+
+/// A `connections` row. `secrets` is ciphertext.
+#[derive(Clone, PartialEq)]
+pub struct ConnectionRow {
+    pub key: String,
+    pub name: String,
+    pub ty: String,
+    pub description: Option<String>,
+    pub disabled: bool,
+    pub disabled_reason: Option<String>,
+    pub created_at: String,
+    pub updated_at: String,
+    pub secrets: Vec<u8>,
+    pub last_test_at: Option<String>,
+    pub last_test_succeeded: Option<bool>,
+    pub last_test_error: Option<String>,
+}
+
+impl std::fmt::Debug for ConnectionRow {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConnectionRow")
+            .field("key", &self.key)
+            .field("name", &self.name)
+            .field("ty", &self.ty)
+            .field("disabled", &self.disabled)
+            .finish_non_exhaustive()
+    }
+}
+
+/// An `integrations` row. `interval` is its text form, `settings` JSON.
+#[derive(Debug, Clone, PartialEq)]
+pub struct IntegrationRow {
+    pub name: String,
+    pub connection_key: Option<String>,
+    pub account_name: Option<String>,
+    pub description: Option<String>,
+    pub interval: String,
+    pub tag_account_name: bool,
+    pub enabled: bool,
+    pub disabled_reason: Option<String>,
+    pub settings: String,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+const CONNECTION_COLUMNS: &str = "key, name, type, description, disabled, disabled_reason, \
+created_at, updated_at, secrets, last_test_at, last_test_succeeded, last_test_error";
+
+const INTEGRATION_COLUMNS: &str = "name, connection_key, account_name, description, interval, \
+tag_account_name, enabled, disabled_reason, settings, created_at, updated_at";
+
+fn connection_row(row: &Row<'_>) -> rusqlite::Result<ConnectionRow> {
+    Ok(ConnectionRow {
+        key: row.get(0)?,
+        name: row.get(1)?,
+        ty: row.get(2)?,
+        description: row.get(3)?,
+        disabled: row.get(4)?,
+        disabled_reason: row.get(5)?,
+        created_at: row.get(6)?,
+        updated_at: row.get(7)?,
+        secrets: row.get(8)?,
+        last_test_at: row.get(9)?,
+        last_test_succeeded: row.get(10)?,
+        last_test_error: row.get(11)?,
+    })
+}
+
+fn integration_row(row: &Row<'_>) -> rusqlite::Result<IntegrationRow> {
+    Ok(IntegrationRow {
+        name: row.get(0)?,
+        connection_key: row.get(1)?,
+        account_name: row.get(2)?,
+        description: row.get(3)?,
+        interval: row.get(4)?,
+        tag_account_name: row.get(5)?,
+        enabled: row.get(6)?,
+        disabled_reason: row.get(7)?,
+        settings: row.get(8)?,
+        created_at: row.get(9)?,
+        updated_at: row.get(10)?,
+    })
+}
+
+impl Store {
+    /// Inserts a connection; fails on a duplicate key or name.
+    pub fn insert_connection(&mut self, c: &ConnectionRow) -> Result<(), StoreError> {
+        self.conn
+            .execute(
+                &format!(
+                    "INSERT INTO connections ({CONNECTION_COLUMNS}) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)"
+                ),
+                params![
+                    c.key,
+                    c.name,
+                    c.ty,
+                    c.description,
+                    c.disabled,
+                    c.disabled_reason,
+                    c.created_at,
+                    c.updated_at,
+                    c.secrets,
+                    c.last_test_at,
+                    c.last_test_succeeded,
+                    c.last_test_error
+                ],
+            )
+            .map_err(|e| busy(&self.path, e))?;
+        Ok(())
+    }
+
+    /// The connection whose name or key is `name`.
+    pub fn connection(&self, name: &str) -> Result<Option<ConnectionRow>, StoreError> {
+        Ok(self
+            .conn
+            .query_row(
+                &format!(
+                    "SELECT {CONNECTION_COLUMNS} FROM connections \
+                     WHERE name = ?1 OR key = ?1 ORDER BY name = ?1 DESC LIMIT 1"
+                ),
+                [name],
+                connection_row,
+            )
+            .optional()?)
+    }
+
+    /// Every connection, by name.
+    pub fn connections(&self) -> Result<Vec<ConnectionRow>, StoreError> {
+        let mut stmt = self.conn.prepare(&format!(
+            "SELECT {CONNECTION_COLUMNS} FROM connections ORDER BY name"
+        ))?;
+        let rows = stmt.query_map([], connection_row)?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Rewrites the mutable fields of a connection (secrets, state, test).
+    pub fn update_connection(&mut self, c: &ConnectionRow) -> Result<(), StoreError> {
+        self.conn
+            .execute(
+                "UPDATE connections SET description = ?2, disabled = ?3, disabled_reason = ?4, \
+                 updated_at = ?5, secrets = ?6, last_test_at = ?7, last_test_succeeded = ?8, \
+                 last_test_error = ?9 WHERE key = ?1",
+                params![
+                    c.key,
+                    c.description,
+                    c.disabled,
+                    c.disabled_reason,
+                    c.updated_at,
+                    c.secrets,
+                    c.last_test_at,
+                    c.last_test_succeeded,
+                    c.last_test_error
+                ],
+            )
+            .map_err(|e| busy(&self.path, e))?;
+        Ok(())
+    }
+
+    /// Names of the integrations that use a connection.
+    pub fn integrations_using(&self, connection_key: &str) -> Result<Vec<String>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT name FROM integrations WHERE connection_key = ?1 ORDER BY name")?;
+        let rows = stmt.query_map([connection_key], |row| row.get(0))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Deletes a connection. Integrations using it are detached and disabled
+    /// with `reason`, in the same transaction. Returns their names.
+    pub fn delete_connection(
+        &mut self,
+        key: &str,
+        reason: &str,
+        now: &str,
+    ) -> Result<Vec<String>, StoreError> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(|e| busy(&self.path, e))?;
+        let names: Vec<String> = {
+            let mut stmt = tx
+                .prepare("SELECT name FROM integrations WHERE connection_key = ?1 ORDER BY name")?;
+            let rows = stmt.query_map([key], |row| row.get(0))?;
+            rows.collect::<Result<_, _>>()?
+        };
+        tx.execute(
+            "UPDATE integrations SET connection_key = NULL, enabled = 0, disabled_reason = ?2, \
+             updated_at = ?3 WHERE connection_key = ?1",
+            params![key, reason, now],
+        )?;
+        tx.execute("DELETE FROM connections WHERE key = ?1", [key])?;
+        tx.commit()?;
+        Ok(names)
+    }
+
+    /// Every connection's (key, encrypted secrets).
+    pub fn connection_secrets(&self) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT key, secrets FROM connections ORDER BY key")?;
+        let rows = stmt.query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Replaces the secrets of many connections in ONE transaction (key
+    /// rotation): all land or none do.
+    pub fn replace_connection_secrets(
+        &mut self,
+        secrets: &[(String, Vec<u8>)],
+        now: &str,
+    ) -> Result<(), StoreError> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(|e| busy(&self.path, e))?;
+        for (key, blob) in secrets {
+            tx.execute(
+                "UPDATE connections SET secrets = ?2, updated_at = ?3 WHERE key = ?1",
+                params![key, blob, now],
+            )?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    pub fn insert_integration(&mut self, i: &IntegrationRow) -> Result<(), StoreError> {
+        self.conn
+            .execute(
+                &format!(
+                    "INSERT INTO integrations ({INTEGRATION_COLUMNS}) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"
+                ),
+                params![
+                    i.name,
+                    i.connection_key,
+                    i.account_name,
+                    i.description,
+                    i.interval,
+                    i.tag_account_name,
+                    i.enabled,
+                    i.disabled_reason,
+                    i.settings,
+                    i.created_at,
+                    i.updated_at
+                ],
+            )
+            .map_err(|e| busy(&self.path, e))?;
+        Ok(())
+    }
+
+    /// Rewrites every field of an integration but its name and creation time.
+    pub fn update_integration(&mut self, i: &IntegrationRow) -> Result<(), StoreError> {
+        self.conn
+            .execute(
+                "UPDATE integrations SET connection_key = ?2, account_name = ?3, description = ?4, \
+                 interval = ?5, tag_account_name = ?6, enabled = ?7, disabled_reason = ?8, \
+                 settings = ?9, updated_at = ?10 WHERE name = ?1",
+                params![
+                    i.name,
+                    i.connection_key,
+                    i.account_name,
+                    i.description,
+                    i.interval,
+                    i.tag_account_name,
+                    i.enabled,
+                    i.disabled_reason,
+                    i.settings,
+                    i.updated_at
+                ],
+            )
+            .map_err(|e| busy(&self.path, e))?;
+        Ok(())
+    }
+
+    pub fn integration(&self, name: &str) -> Result<Option<IntegrationRow>, StoreError> {
+        Ok(self
+            .conn
+            .query_row(
+                &format!("SELECT {INTEGRATION_COLUMNS} FROM integrations WHERE name = ?1"),
+                [name],
+                integration_row,
+            )
+            .optional()?)
+    }
+
+    pub fn integrations(&self) -> Result<Vec<IntegrationRow>, StoreError> {
+        let mut stmt = self.conn.prepare(&format!(
+            "SELECT {INTEGRATION_COLUMNS} FROM integrations ORDER BY name"
+        ))?;
+        let rows = stmt.query_map([], integration_row)?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Deletes an integration's definition (its graph rows stay). True if it existed.
+    pub fn delete_integration(&mut self, name: &str) -> Result<bool, StoreError> {
+        let n = self
+            .conn
+            .execute("DELETE FROM integrations WHERE name = ?1", [name])
+            .map_err(|e| busy(&self.path, e))?;
+        Ok(n > 0)
+    }
+}
