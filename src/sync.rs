@@ -10,7 +10,7 @@ use time::format_description::well_known::Rfc3339;
 
 use crate::config::{Config, IntegrationConfig};
 use crate::graph::Schema;
-use crate::run::{ChangeCounts, RunStatus, StepOutcome, complete_types, run_status};
+use crate::run::{RunStatus, StepOutcome, complete_types, run_status};
 use crate::source::dag::{Progress, RunState};
 use crate::source::{ResolvedConnection, SourceError, SourceKind};
 use crate::store::{Store, StoreError};
@@ -44,7 +44,6 @@ pub struct SyncReport {
     pub requests: u64,
     pub entities: u64,
     pub relationships: u64,
-    pub changes: ChangeCounts,
     pub created: u64,
     pub updated: u64,
     pub deleted: u64,
@@ -105,10 +104,7 @@ pub async fn run_sync(
     let started_at = now_rfc3339();
     let clock = Instant::now();
     let sync_id = store.begin_run(&integration.name)?;
-    let span = tracing::info_span!("sync", integration = %integration.name, sync_id);
-    let _guard = span.enter();
-    tracing::info!(source = source.name(), "Sync started.");
-    drop(_guard);
+    tracing::info!(integration = %integration.name, sync_id, source = source.name(), "Sync started.");
 
     let state = RunState::new(schema.clone());
     let steps = source.collect(&state, progress).await;
@@ -130,8 +126,9 @@ pub async fn run_sync(
             return Err(e.into());
         }
     };
-    let _guard = span.enter();
     tracing::info!(
+        integration = %integration.name,
+        sync_id,
         status = status.as_str(),
         created = changes.created,
         updated = changes.updated,
@@ -148,7 +145,6 @@ pub async fn run_sync(
         requests: steps.iter().map(|s| s.requests).sum(),
         entities: collected.entity_count() as u64,
         relationships: collected.relationship_count() as u64,
-        changes,
         created: changes.created,
         updated: changes.updated,
         deleted: changes.deleted,

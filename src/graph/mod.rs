@@ -7,7 +7,7 @@ mod validate;
 
 pub use collect::{Collected, CollectedEntity, CollectedRelationship, Duplicate};
 pub use schema::{Schema, SchemaError};
-pub use validate::Problem;
+pub use validate::{Problem, describe};
 
 use serde_json::{Map, Value};
 

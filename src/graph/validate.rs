@@ -200,7 +200,8 @@ fn matches_type(value: &Value, ty: PropertyType) -> bool {
     }
 }
 
-fn describe(value: &Value) -> &'static str {
+/// "a string", "an object", …: what kind of JSON value this is, for messages.
+pub fn describe(value: &Value) -> &'static str {
     match value {
         Value::Null => "null",
         Value::Bool(_) => "a boolean",

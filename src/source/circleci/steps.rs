@@ -438,9 +438,8 @@ pub(super) fn users<'a>(cx: &'a CircleCi, s: &'a StepScope<'a>) -> StepResult<'a
             }
             s.entity(entity);
         }
-        // The token's user is in the graph already; link it to the
-        // organisations it started workflows in (the organisations step
-        // links it to all it collaborates in).
+        // The token's user needs no fetch: fetch-account emitted it and
+        // fetch-organizations linked it to every organisation.
         finish(error)
     })
 }

@@ -13,6 +13,8 @@ use std::marker::PhantomData;
 
 use serde::de::DeserializeOwned;
 use serde_json::Value;
+
+use crate::graph::describe;
 use url::Url;
 
 use super::retry::Fetched;
@@ -65,7 +67,7 @@ impl Pagination {
                 let Value::Object(mut fields) = body else {
                     return Err(decode_error(format!(
                         "expected an object with `{items_field}` and `{token_field}`, got {}",
-                        json_kind(&body)
+                        describe(&body)
                     )));
                 };
                 let items = match fields.remove(*items_field) {
@@ -73,7 +75,7 @@ impl Pagination {
                     Some(other) => {
                         return Err(decode_error(format!(
                             "`{items_field}` is {}, expected an array",
-                            json_kind(&other)
+                            describe(&other)
                         )));
                     }
                     None => return Err(decode_error(format!("missing `{items_field}`"))),
@@ -88,7 +90,7 @@ impl Pagination {
                     Some(other) => {
                         return Err(decode_error(format!(
                             "`{token_field}` is {}, expected a string or null",
-                            json_kind(&other)
+                            describe(&other)
                         )));
                     }
                     None => return Err(decode_error(format!("missing `{token_field}`"))),
@@ -227,17 +229,6 @@ impl<'a, T: DeserializeOwned> Pages<'a, T> {
     /// Pages fetched so far.
     pub fn pages_fetched(&self) -> usize {
         self.fetched
-    }
-}
-
-fn json_kind(value: &Value) -> &'static str {
-    match value {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
     }
 }
 
