@@ -191,34 +191,12 @@ impl Collected {
         self.relationships.values()
     }
 
-    /// Entities of one `_type`, in key order.
-    pub fn entities_of<'a>(&'a self, ty: &'a str) -> impl Iterator<Item = &'a CollectedEntity> {
-        self.entities.values().filter(move |e| &*e.ty == ty)
-    }
-
     pub fn entity_count(&self) -> usize {
         self.entities.len()
     }
 
     pub fn relationship_count(&self) -> usize {
         self.relationships.len()
-    }
-
-    /// Removes relationships for which `keep` says no, returning them.
-    pub fn retain_relationships(
-        &mut self,
-        mut keep: impl FnMut(&CollectedRelationship) -> bool,
-    ) -> Vec<CollectedRelationship> {
-        let mut dropped = Vec::new();
-        let all = std::mem::take(&mut self.relationships);
-        for (key, rel) in all {
-            if keep(&rel) {
-                self.relationships.insert(key, rel);
-            } else {
-                dropped.push(rel);
-            }
-        }
-        dropped
     }
 }
 
