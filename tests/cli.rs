@@ -250,3 +250,26 @@ fn connection_types_are_listed_with_their_schema() {
     assert_eq!(missing.code, 1);
     assert!(missing.stderr.contains("known types: circleci"));
 }
+
+#[test]
+fn an_unreadable_config_file_is_named_in_the_error() {
+    let home = tempfile::tempdir().expect("tempdir");
+    let missing = home.path().join("nope.yaml");
+    let missing = missing.to_str().expect("utf-8 path");
+    let run = sextant(home.path(), &["--config", missing, "sync", "x"], &[]);
+    assert_eq!(run.code, 1);
+    assert!(
+        run.stderr
+            .contains(&format!("cannot read config {missing}")),
+        "{}",
+        run.stderr
+    );
+    std::fs::write(home.path().join("config.yaml"), "integrations: [unclosed\n").expect("write");
+    let broken = sextant(home.path(), &["sync", "x"], &[]);
+    assert_eq!(broken.code, 1);
+    assert!(
+        broken.stderr.contains("is not valid YAML for sextant"),
+        "{}",
+        broken.stderr
+    );
+}
