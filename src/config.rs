@@ -60,20 +60,37 @@ impl std::fmt::Display for Interval {
         match self {
             Interval::Disabled => f.write_str("DISABLED"),
             Interval::Cron(expr) => write!(f, "cron:{expr}"),
-            Interval::Every(d) => {
-                let s = d.as_secs();
-                if s % 86_400 == 0 {
-                    write!(f, "{}d", s / 86_400)
-                } else if s % 3600 == 0 {
-                    write!(f, "{}h", s / 3600)
-                } else if s % 60 == 0 {
-                    write!(f, "{}m", s / 60)
-                } else {
-                    write!(f, "{s}s")
-                }
-            }
+            Interval::Every(d) => f.write_str(&format_duration(*d)),
         }
     }
+}
+
+/// The shortest of `1d`, `4h`, `30m`, `90s` (whole seconds) that is exact.
+pub fn format_duration(d: Duration) -> String {
+    let s = d.as_secs();
+    if s == 0 {
+        "0s".to_owned()
+    } else if s % 86_400 == 0 {
+        format!("{}d", s / 86_400)
+    } else if s % 3600 == 0 {
+        format!("{}h", s / 3600)
+    } else if s % 60 == 0 {
+        format!("{}m", s / 60)
+    } else {
+        format!("{s}s")
+    }
+}
+
+/// The HTTP client settings of a connection: defaults plus its overrides.
+pub fn http_config(requests_per_second: Option<u32>, timeout: Option<Duration>) -> HttpConfig {
+    let mut config = HttpConfig::default();
+    if let Some(rps) = requests_per_second.filter(|n| *n > 0) {
+        config.rate_limit = RateLimit::per_second(rps, rps);
+    }
+    if let Some(timeout) = timeout.filter(|t| !t.is_zero()) {
+        config.request_timeout = timeout;
+    }
+    config
 }
 
 /// `90s`, `30m`, `1h`, `1d`.
@@ -104,18 +121,6 @@ pub struct ConnectionConfig {
 }
 
 impl ConnectionConfig {
-    /// The HTTP client settings of this connection: defaults plus overrides.
-    pub fn http_config(&self) -> HttpConfig {
-        let mut config = HttpConfig::default();
-        if let Some(rps) = self.requests_per_second {
-            config.rate_limit = RateLimit::per_second(rps, rps);
-        }
-        if let Some(timeout) = self.timeout {
-            config.request_timeout = timeout;
-        }
-        config
-    }
-
     /// Reads every referenced secret now (at use), applying field defaults.
     pub fn resolve(&self) -> Result<Secrets, String> {
         let mut secrets = Secrets::default();

@@ -8,7 +8,7 @@ use serde::Serialize;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
-use crate::config::{Config, IntegrationConfig};
+use crate::config::IntegrationConfig;
 use crate::graph::Schema;
 use crate::run::{RunStatus, StepOutcome, complete_types, run_status};
 use crate::source::dag::{Progress, RunState};
@@ -19,11 +19,6 @@ use crate::store::{Store, StoreError};
 pub enum SyncError {
     #[error("no integration named {0:?}; list them with: sextant integration list")]
     UnknownIntegration(String),
-    #[error("integration {integration:?} uses connection {connection:?}, which does not exist")]
-    UnknownConnection {
-        integration: String,
-        connection: String,
-    },
     #[error("integration {0:?} is disabled; enable it before syncing")]
     Disabled(String),
     #[error(transparent)]
@@ -48,39 +43,6 @@ pub struct SyncReport {
     pub updated: u64,
     pub deleted: u64,
     pub steps: Vec<StepOutcome>,
-}
-
-/// Finds the integration and its connection in the config and resolves the
-/// connection's secrets.
-pub fn resolve(
-    config: &Config,
-    name: &str,
-) -> Result<(IntegrationConfig, ResolvedConnection), SyncError> {
-    let integration = config
-        .integration(name)
-        .ok_or_else(|| SyncError::UnknownIntegration(name.to_owned()))?;
-    let connection =
-        config
-            .connection(&integration.connection)
-            .ok_or_else(|| SyncError::UnknownConnection {
-                integration: name.to_owned(),
-                connection: integration.connection.clone(),
-            })?;
-    let secrets = connection
-        .resolve()
-        .map_err(|message| SourceError::Connection {
-            connection: connection.name.clone(),
-            message,
-        })?;
-    Ok((
-        integration.clone(),
-        ResolvedConnection {
-            name: connection.name.clone(),
-            ty: connection.ty,
-            secrets,
-            http: connection.http_config(),
-        },
-    ))
 }
 
 pub fn now_rfc3339() -> String {

@@ -8,7 +8,9 @@ use anyhow::Context as _;
 use clap::{Args, Subcommand};
 
 use super::Context;
-use crate::connection::service::{self, ConnectionUpdate, ListFilter, NewConnection, TestStatus};
+use crate::connection::service::{
+    self, ConnectionUpdate, HttpOverrides, ListFilter, NewConnection, TestStatus,
+};
 
 #[derive(Debug, Subcommand)]
 pub enum ConnectionCommand {
@@ -48,6 +50,43 @@ pub struct AddArgs {
     /// Key (snake_case); defaults to the snake_case of the name.
     #[arg(long)]
     pub key: Option<String>,
+    #[command(flatten)]
+    pub http: HttpArgs,
+}
+
+/// HTTP settings of a connection, for every integration on it.
+#[derive(Debug, Args)]
+pub struct HttpArgs {
+    /// Cap the request rate of this connection (requests per second; 0 goes
+    /// back to the source's default).
+    #[arg(long, value_name = "N")]
+    pub requests_per_second: Option<u32>,
+    /// Per-request timeout, e.g. 30s or 2m (0s goes back to the default).
+    #[arg(long, value_name = "DURATION", value_parser = parse_timeout)]
+    pub timeout: Option<std::time::Duration>,
+}
+
+impl HttpArgs {
+    fn overrides(&self) -> HttpOverrides {
+        HttpOverrides {
+            requests_per_second: self.requests_per_second,
+            timeout: self.timeout,
+        }
+    }
+}
+
+fn parse_timeout(text: &str) -> Result<std::time::Duration, String> {
+    crate::config::parse_duration(text)
+        .ok_or_else(|| format!("{text:?} is not a duration; try 30s or 2m"))
+}
+
+/// Says so when a CLI change touches what the config file declares.
+fn note_config_managed(what: &str, name: &str, managed_by: &str) {
+    if managed_by == service::MANAGED_BY_CONFIG {
+        eprintln!(
+            "note: {what} {name} is declared in the config file; the config's definition is applied again at the next start (edit the config to make this change last)"
+        );
+    }
 }
 
 #[derive(Debug, Args)]
@@ -85,6 +124,8 @@ pub struct UpdateArgs {
     /// Save new secrets without testing them.
     #[arg(long)]
     pub no_verify: bool,
+    #[command(flatten)]
+    pub http: HttpArgs,
 }
 
 /// Reads a secrets document from a file or, for `-`, standard input.
@@ -116,6 +157,7 @@ pub fn run(cx: &Context, cmd: ConnectionCommand) -> anyhow::Result<i32> {
                     ty: args.ty,
                     description: args.description,
                     secrets_json,
+                    http: args.http.overrides(),
                 },
                 !args.no_verify,
             ))?;
@@ -210,9 +252,11 @@ pub fn run(cx: &Context, cmd: ConnectionCommand) -> anyhow::Result<i32> {
                     secrets_json,
                     disabled,
                     description: args.description,
+                    http: args.http.overrides(),
                 },
                 !args.no_verify,
             ))?;
+            note_config_managed("connection", &updated.name, &updated.managed_by);
             println!(
                 "connection {} updated ({})",
                 updated.name,

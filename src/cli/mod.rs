@@ -1,5 +1,6 @@
 //! The command line: clap definitions and dispatch, one file per command group.
 
+mod config;
 mod connection;
 mod connection_type;
 mod demo;
@@ -16,6 +17,7 @@ use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 
 use crate::config::Config;
+use crate::connection::provision::{ProvisionReport, provision};
 use crate::graph::Schema;
 use crate::store::Store;
 
@@ -66,6 +68,10 @@ pub enum Command {
     /// The master key that encrypts connection secrets.
     #[command(subcommand)]
     Key(key::KeyCommand),
+    /// Check the config file, or apply what it declares to the store now
+    /// (`sync` and `daemon` apply it at start).
+    #[command(subcommand)]
+    Config(config::ConfigCommand),
 }
 
 /// Where state lives for this invocation.
@@ -103,6 +109,15 @@ impl Context {
         &self,
     ) -> Result<crate::connection::MasterKey, crate::connection::CryptoError> {
         crate::connection::MasterKey::load(&self.home).map(|(key, _)| key)
+    }
+
+    /// Opens the store and provisions into it the connections and
+    /// integrations the config file declares (see `connection::provision`).
+    pub fn provisioned_store(&self) -> anyhow::Result<(Store, ProvisionReport)> {
+        let config = self.config()?;
+        let mut store = self.store()?;
+        let report = provision(&mut store, || Ok(self.master_key()?), &config)?;
+        Ok((store, report))
     }
 
     /// The config file: --config, or config.yaml in the data dir if present.
@@ -148,6 +163,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Connection(cmd) => connection::run(&cx, cmd),
         Command::Integration(cmd) => integration::run(&cx, cmd),
         Command::Key(cmd) => key::run(&cx, cmd),
+        Command::Config(cmd) => config::run(&cx, cmd),
     }
 }
 

@@ -8,7 +8,7 @@ use clap::Args;
 use super::Context;
 use crate::run::{StepOutcome, StepStatus};
 use crate::source::dag::{Progress, ProgressEvent};
-use crate::sync::{SyncReport, resolve, run_sync};
+use crate::sync::{SyncError, SyncReport, run_sync};
 
 #[derive(Debug, Args)]
 pub struct SyncArgs {
@@ -20,14 +20,11 @@ pub struct SyncArgs {
 }
 
 pub fn run(cx: &Context, args: SyncArgs) -> anyhow::Result<i32> {
-    let mut store = cx.store()?;
-    // A stored integration first, else one from the config file.
-    let stored =
-        crate::connection::service::resolve_stored(&store, || Ok(cx.master_key()?), &args.name)?;
-    let (integration, connection) = match stored {
-        Some(found) => found,
-        None => resolve(&cx.config()?, &args.name)?,
-    };
+    // What the config file declares is stored first, so there is one list.
+    let (mut store, _) = cx.provisioned_store()?;
+    let (integration, connection) =
+        crate::connection::service::resolve_stored(&store, || Ok(cx.master_key()?), &args.name)?
+            .ok_or_else(|| SyncError::UnknownIntegration(args.name.clone()))?;
     let schema = super::schema()?;
     let progress = std::io::stderr().is_terminal().then(terminal_progress);
     let report = super::runtime()?.block_on(run_sync(

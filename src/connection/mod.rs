@@ -3,6 +3,7 @@
 //! connections and integrations.
 
 pub mod crypto;
+pub mod provision;
 mod secret;
 pub mod service;
 mod types;

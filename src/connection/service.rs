@@ -4,6 +4,7 @@
 //! never returned, printed or put in an error message.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use serde::Serialize;
 use serde_json::Value;
@@ -19,6 +20,10 @@ use crate::store::{ConnectionRow, IntegrationRow, Store, StoreError};
 pub const MASK: &str = "**********";
 /// Why integrations were disabled by a forced connection delete.
 pub const CONNECTION_DELETED: &str = "connection deleted";
+/// `managed_by` of definitions made through the CLI or the API.
+pub const MANAGED_BY_CLI: &str = "cli";
+/// `managed_by` of definitions provisioned from the config file.
+pub const MANAGED_BY_CONFIG: &str = "config";
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServiceError {
@@ -156,7 +161,7 @@ pub fn to_secrets(ty: &ConnectionType, fields: &BTreeMap<String, String>) -> Sec
     secrets
 }
 
-fn encrypt_fields(
+pub(crate) fn encrypt_fields(
     master: &MasterKey,
     key: &str,
     fields: &BTreeMap<String, String>,
@@ -165,7 +170,7 @@ fn encrypt_fields(
     Ok(master.encrypt(key, &json)?)
 }
 
-fn decrypt_fields(
+pub(crate) fn decrypt_fields(
     master: &MasterKey,
     row: &ConnectionRow,
 ) -> Result<BTreeMap<String, String>, ServiceError> {
@@ -238,6 +243,12 @@ pub struct ConnectionSummary {
     pub last_test_timestamp: Option<String>,
     pub last_test_succeeded: Option<bool>,
     pub last_test_error: Option<String>,
+    /// Request rate cap for this connection (default: the source's).
+    pub requests_per_second: Option<u32>,
+    /// Per-request timeout, e.g. `30s` (default: the source's).
+    pub timeout: Option<String>,
+    /// `cli` or `config` (declared in the config file, re-applied at start).
+    pub managed_by: String,
 }
 
 impl From<&ConnectionRow> for ConnectionSummary {
@@ -254,6 +265,11 @@ impl From<&ConnectionRow> for ConnectionSummary {
             last_test_timestamp: row.last_test_at.clone(),
             last_test_succeeded: row.last_test_succeeded,
             last_test_error: row.last_test_error.clone(),
+            requests_per_second: row.requests_per_second,
+            timeout: row
+                .timeout_ms
+                .map(|ms| crate::config::format_duration(Duration::from_millis(ms.into()))),
+            managed_by: row.managed_by.clone(),
         }
     }
 }
@@ -330,6 +346,19 @@ pub struct NewConnection {
     pub description: Option<String>,
     /// The secrets document (JSON text).
     pub secrets_json: String,
+    pub http: HttpOverrides,
+}
+
+/// Per-connection HTTP settings. In an update, `None` leaves a value as it
+/// is and `Some(0)` / a zero timeout returns it to the source's default.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct HttpOverrides {
+    pub requests_per_second: Option<u32>,
+    pub timeout: Option<Duration>,
+}
+
+fn timeout_ms(timeout: Duration) -> Option<u32> {
+    u32::try_from(timeout.as_millis()).ok().filter(|ms| *ms > 0)
 }
 
 /// Adds a connection. With `verify`, tests it first and saves nothing if
@@ -385,6 +414,9 @@ pub async fn add_connection(
         last_test_at: tested_at,
         last_test_succeeded: succeeded,
         last_test_error: None,
+        requests_per_second: new.http.requests_per_second.filter(|n| *n > 0),
+        timeout_ms: new.http.timeout.and_then(timeout_ms),
+        managed_by: MANAGED_BY_CLI.to_owned(),
     };
     store.insert_connection(&row)?;
     Ok(ConnectionSummary::from(&row))
@@ -505,6 +537,7 @@ pub struct ConnectionUpdate {
     pub secrets_json: Option<String>,
     pub disabled: Option<bool>,
     pub description: Option<String>,
+    pub http: HttpOverrides,
 }
 
 /// Updates a connection. New secrets replace the old ones whole and, with
@@ -516,9 +549,14 @@ pub async fn update_connection(
     update: ConnectionUpdate,
     verify: bool,
 ) -> Result<ConnectionSummary, ServiceError> {
-    if update.secrets_json.is_none() && update.disabled.is_none() && update.description.is_none() {
+    if update.secrets_json.is_none()
+        && update.disabled.is_none()
+        && update.description.is_none()
+        && update.http == HttpOverrides::default()
+    {
         return Err(invalid(
-            "nothing to update; pass --secrets-file, --enable, --disable or --description",
+            "nothing to update; pass --secrets-file, --enable, --disable, --description, \
+             --requests-per-second or --timeout",
         ));
     }
     let mut row = get_connection(store, name)?;
@@ -548,6 +586,12 @@ pub async fn update_connection(
     }
     if let Some(description) = update.description {
         row.description = Some(description);
+    }
+    if let Some(rps) = update.http.requests_per_second {
+        row.requests_per_second = (rps > 0).then_some(rps);
+    }
+    if let Some(timeout) = update.http.timeout {
+        row.timeout_ms = timeout_ms(timeout);
     }
     row.updated_at = now;
     store.update_connection(&row)?;
@@ -700,6 +744,7 @@ pub fn add_integration(
         settings: merge_settings(&connection.ty, "null", &input.settings)?,
         created_at: now.clone(),
         updated_at: now,
+        managed_by: MANAGED_BY_CLI.to_owned(),
     };
     store.insert_integration(&row)?;
     integration_view(store, &row)
@@ -822,7 +867,10 @@ pub fn resolve_stored(
             name: connection.name,
             ty,
             secrets,
-            http: HttpConfig::default(),
+            http: crate::config::http_config(
+                connection.requests_per_second,
+                connection.timeout_ms.map(|ms| Duration::from_millis(ms.into())),
+            ),
         },
     )))
 }

@@ -1,7 +1,7 @@
 //! Stored connections (secrets as an opaque encrypted blob) and integration
 //! instances. The store never sees a plaintext secret.
 
-use rusqlite::{OptionalExtension, Row, TransactionBehavior, params};
+use rusqlite::{Connection, OptionalExtension, Row, ToSql, TransactionBehavior, params};
 
 use super::{Store, StoreError, busy};
 
@@ -20,6 +20,11 @@ pub struct ConnectionRow {
     pub last_test_at: Option<String>,
     pub last_test_succeeded: Option<bool>,
     pub last_test_error: Option<String>,
+    /// HTTP overrides for every integration on this connection.
+    pub requests_per_second: Option<u32>,
+    pub timeout_ms: Option<u32>,
+    /// Who owns the definition: `cli` (or the API) or `config`.
+    pub managed_by: String,
 }
 
 impl std::fmt::Debug for ConnectionRow {
@@ -47,13 +52,55 @@ pub struct IntegrationRow {
     pub settings: String,
     pub created_at: String,
     pub updated_at: String,
+    /// Who owns the definition: `cli` (or the API) or `config`.
+    pub managed_by: String,
 }
 
+/// Column lists; `?1` is always the primary key and the order matches
+/// [`connection_values`] / [`integration_values`] and the row readers.
 const CONNECTION_COLUMNS: &str = "key, name, type, description, disabled, disabled_reason, \
-created_at, updated_at, secrets, last_test_at, last_test_succeeded, last_test_error";
+created_at, updated_at, secrets, last_test_at, last_test_succeeded, last_test_error, \
+requests_per_second, timeout_ms, managed_by";
 
 const INTEGRATION_COLUMNS: &str = "name, connection_key, account_name, description, interval, \
-tag_account_name, enabled, disabled_reason, settings, created_at, updated_at";
+tag_account_name, enabled, disabled_reason, settings, created_at, updated_at, managed_by";
+
+fn connection_values(c: &ConnectionRow) -> [&dyn ToSql; 15] {
+    [
+        &c.key,
+        &c.name,
+        &c.ty,
+        &c.description,
+        &c.disabled,
+        &c.disabled_reason,
+        &c.created_at,
+        &c.updated_at,
+        &c.secrets,
+        &c.last_test_at,
+        &c.last_test_succeeded,
+        &c.last_test_error,
+        &c.requests_per_second,
+        &c.timeout_ms,
+        &c.managed_by,
+    ]
+}
+
+fn integration_values(i: &IntegrationRow) -> [&dyn ToSql; 12] {
+    [
+        &i.name,
+        &i.connection_key,
+        &i.account_name,
+        &i.description,
+        &i.interval,
+        &i.tag_account_name,
+        &i.enabled,
+        &i.disabled_reason,
+        &i.settings,
+        &i.created_at,
+        &i.updated_at,
+        &i.managed_by,
+    ]
+}
 
 fn connection_row(row: &Row<'_>) -> rusqlite::Result<ConnectionRow> {
     Ok(ConnectionRow {
@@ -69,6 +116,9 @@ fn connection_row(row: &Row<'_>) -> rusqlite::Result<ConnectionRow> {
         last_test_at: row.get(9)?,
         last_test_succeeded: row.get(10)?,
         last_test_error: row.get(11)?,
+        requests_per_second: row.get(12)?,
+        timeout_ms: row.get(13)?,
+        managed_by: row.get(14)?,
     })
 }
 
@@ -85,34 +135,85 @@ fn integration_row(row: &Row<'_>) -> rusqlite::Result<IntegrationRow> {
         settings: row.get(8)?,
         created_at: row.get(9)?,
         updated_at: row.get(10)?,
+        managed_by: row.get(11)?,
     })
+}
+
+/// `INSERT` (`insert`) or full rewrite by primary key (every column but the
+/// key, name and creation time, which never change; the update matches them
+/// too so both statements bind the same values).
+fn write_connection(conn: &Connection, c: &ConnectionRow, insert: bool) -> rusqlite::Result<()> {
+    let sql = if insert {
+        format!(
+            "INSERT INTO connections ({CONNECTION_COLUMNS}) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)"
+        )
+    } else {
+        "UPDATE connections SET type = ?3, description = ?4, disabled = ?5, \
+         disabled_reason = ?6, updated_at = ?8, secrets = ?9, last_test_at = ?10, \
+         last_test_succeeded = ?11, last_test_error = ?12, requests_per_second = ?13, \
+         timeout_ms = ?14, managed_by = ?15 WHERE key = ?1 AND name = ?2 AND created_at = ?7"
+            .to_owned()
+    };
+    conn.execute(&sql, &connection_values(c)[..])?;
+    Ok(())
+}
+
+/// `INSERT` (`insert`) or full rewrite by name (every column but the name
+/// and creation time).
+fn write_integration(conn: &Connection, i: &IntegrationRow, insert: bool) -> rusqlite::Result<()> {
+    let sql = if insert {
+        format!(
+            "INSERT INTO integrations ({INTEGRATION_COLUMNS}) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)"
+        )
+    } else {
+        "UPDATE integrations SET connection_key = ?2, account_name = ?3, description = ?4, \
+         interval = ?5, tag_account_name = ?6, enabled = ?7, disabled_reason = ?8, \
+         settings = ?9, updated_at = ?11, managed_by = ?12 WHERE name = ?1 AND created_at = ?10"
+            .to_owned()
+    };
+    conn.execute(&sql, &integration_values(i)[..])?;
+    Ok(())
+}
+
+/// A definition to write: a new row or a rewrite of an existing one.
+#[derive(Debug, Clone)]
+pub enum Upsert<T> {
+    Insert(T),
+    Update(T),
 }
 
 impl Store {
     /// Inserts a connection; fails on a duplicate key or name.
     pub fn insert_connection(&mut self, c: &ConnectionRow) -> Result<(), StoreError> {
-        self.conn
-            .execute(
-                &format!(
-                    "INSERT INTO connections ({CONNECTION_COLUMNS}) \
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)"
-                ),
-                params![
-                    c.key,
-                    c.name,
-                    c.ty,
-                    c.description,
-                    c.disabled,
-                    c.disabled_reason,
-                    c.created_at,
-                    c.updated_at,
-                    c.secrets,
-                    c.last_test_at,
-                    c.last_test_succeeded,
-                    c.last_test_error
-                ],
-            )
+        write_connection(&self.conn, c, true).map_err(|e| busy(&self.path, e))
+    }
+
+    /// Writes connections and integrations (provisioning from the config)
+    /// in ONE transaction: all land or none do.
+    pub fn write_definitions(
+        &mut self,
+        connections: &[Upsert<ConnectionRow>],
+        integrations: &[Upsert<IntegrationRow>],
+    ) -> Result<(), StoreError> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(|e| busy(&self.path, e))?;
+        for c in connections {
+            match c {
+                Upsert::Insert(row) => write_connection(&tx, row, true)?,
+                Upsert::Update(row) => write_connection(&tx, row, false)?,
+            }
+        }
+        for i in integrations {
+            match i {
+                Upsert::Insert(row) => write_integration(&tx, row, true)?,
+                Upsert::Update(row) => write_integration(&tx, row, false)?,
+            }
+        }
+        tx.commit()?;
         Ok(())
     }
 
@@ -142,25 +243,7 @@ impl Store {
 
     /// Rewrites the mutable fields of a connection (secrets, state, test).
     pub fn update_connection(&mut self, c: &ConnectionRow) -> Result<(), StoreError> {
-        self.conn
-            .execute(
-                "UPDATE connections SET description = ?2, disabled = ?3, disabled_reason = ?4, \
-                 updated_at = ?5, secrets = ?6, last_test_at = ?7, last_test_succeeded = ?8, \
-                 last_test_error = ?9 WHERE key = ?1",
-                params![
-                    c.key,
-                    c.description,
-                    c.disabled,
-                    c.disabled_reason,
-                    c.updated_at,
-                    c.secrets,
-                    c.last_test_at,
-                    c.last_test_succeeded,
-                    c.last_test_error
-                ],
-            )
-            .map_err(|e| busy(&self.path, e))?;
-        Ok(())
+        write_connection(&self.conn, c, false).map_err(|e| busy(&self.path, e))
     }
 
     /// Names of the integrations that use a connection.
@@ -231,52 +314,12 @@ impl Store {
     }
 
     pub fn insert_integration(&mut self, i: &IntegrationRow) -> Result<(), StoreError> {
-        self.conn
-            .execute(
-                &format!(
-                    "INSERT INTO integrations ({INTEGRATION_COLUMNS}) \
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"
-                ),
-                params![
-                    i.name,
-                    i.connection_key,
-                    i.account_name,
-                    i.description,
-                    i.interval,
-                    i.tag_account_name,
-                    i.enabled,
-                    i.disabled_reason,
-                    i.settings,
-                    i.created_at,
-                    i.updated_at
-                ],
-            )
-            .map_err(|e| busy(&self.path, e))?;
-        Ok(())
+        write_integration(&self.conn, i, true).map_err(|e| busy(&self.path, e))
     }
 
     /// Rewrites every field of an integration but its name and creation time.
     pub fn update_integration(&mut self, i: &IntegrationRow) -> Result<(), StoreError> {
-        self.conn
-            .execute(
-                "UPDATE integrations SET connection_key = ?2, account_name = ?3, description = ?4, \
-                 interval = ?5, tag_account_name = ?6, enabled = ?7, disabled_reason = ?8, \
-                 settings = ?9, updated_at = ?10 WHERE name = ?1",
-                params![
-                    i.name,
-                    i.connection_key,
-                    i.account_name,
-                    i.description,
-                    i.interval,
-                    i.tag_account_name,
-                    i.enabled,
-                    i.disabled_reason,
-                    i.settings,
-                    i.updated_at
-                ],
-            )
-            .map_err(|e| busy(&self.path, e))?;
-        Ok(())
+        write_integration(&self.conn, i, false).map_err(|e| busy(&self.path, e))
     }
 
     pub fn integration(&self, name: &str) -> Result<Option<IntegrationRow>, StoreError> {

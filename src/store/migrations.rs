@@ -126,6 +126,15 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX integrations_by_connection ON integrations (connection_key);
     ",
+    // 3: per-connection HTTP settings; who manages a connection or an
+    // integration ('cli' or 'config': declared in the config file and
+    // provisioned from it at start).
+    "
+    ALTER TABLE connections ADD COLUMN requests_per_second INTEGER;
+    ALTER TABLE connections ADD COLUMN timeout_ms INTEGER;
+    ALTER TABLE connections ADD COLUMN managed_by TEXT NOT NULL DEFAULT 'cli';
+    ALTER TABLE integrations ADD COLUMN managed_by TEXT NOT NULL DEFAULT 'cli';
+    ",
 ];
 
 /// Brings the database to the latest schema, refusing one that is newer.

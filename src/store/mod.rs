@@ -24,7 +24,7 @@ use rusqlite::Connection;
 use time::OffsetDateTime;
 use time::macros::format_description;
 
-pub use connections::{ConnectionRow, IntegrationRow};
+pub use connections::{ConnectionRow, IntegrationRow, Upsert};
 pub use runs::RunRecord;
 
 /// The schema version this build creates and upgrades to.
