@@ -413,7 +413,29 @@ async fn stored_integration_syncs_and_delete_disables_it() {
     .await;
     assert_eq!(add_i.code, 0, "{}", add_i.all_output());
     let list = json(&sextant_async(h, &["integration", "list", "--json"], &[]).await);
-    assert_eq!(list.as_array().map(Vec::len), Some(1));
+    assert_eq!(names(&list), ["acme"]);
+    assert_eq!(
+        (list["total"].clone(), list["page"].clone()),
+        (1.into(), 1.into())
+    );
+    for (filter, expected) in [
+        (&["--connection", "ci_test"][..], 1),
+        (&["--enabled", "false"][..], 0),
+        (&["--enabled", "true", "--search", "ACME ci"][..], 1),
+        (&["--search", "nothing-like-it"][..], 0),
+    ] {
+        let mut args = vec!["integration", "list", "--json"];
+        args.extend_from_slice(filter);
+        let page = json(&sextant_async(h, &args, &[]).await);
+        assert_eq!(page["total"], expected, "{filter:?}: {page}");
+    }
+    let unknown = sextant_async(h, &["integration", "list", "--connection", "nope"], &[]).await;
+    assert_eq!(unknown.code, 1);
+    assert!(
+        unknown.stderr.contains("no connection named \"nope\""),
+        "{}",
+        unknown.stderr
+    );
     let shown = json(&sextant_async(h, &["integration", "show", "acme"], &[]).await);
     assert_eq!(shown["connection"], "ci-test");
     assert_eq!(shown["interval"], "4h");

@@ -81,7 +81,7 @@ fn parse_timeout(text: &str) -> Result<std::time::Duration, String> {
 }
 
 /// Says so when a CLI change touches what the config file declares.
-fn note_config_managed(what: &str, name: &str, managed_by: &str) {
+pub(super) fn note_config_managed(what: &str, name: &str, managed_by: &str) {
     if managed_by == service::MANAGED_BY_CONFIG {
         eprintln!(
             "note: {what} {name} is declared in the config file; the config's definition is applied again at the next start (edit the config to make this change last)"

@@ -7,23 +7,39 @@ use clap::{Args, Subcommand};
 use serde_json::Value;
 
 use super::Context;
-use crate::connection::service::{self, IntegrationInput};
+use crate::connection::service::{self, IntegrationFilter, IntegrationInput};
 
 #[derive(Debug, Subcommand)]
 pub enum IntegrationCommand {
     /// Add an integration on a stored connection.
     Add(AddArgs),
     /// List integrations.
-    List {
-        #[arg(long)]
-        json: bool,
-    },
+    List(ListArgs),
     /// Show an integration (JSON).
     Show { name: String },
     /// Change an integration.
     Update(UpdateArgs),
     /// Delete an integration's definition (its graph stays).
     Delete { name: String },
+}
+
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    /// Only integrations on this connection (name or key).
+    #[arg(long)]
+    pub connection: Option<String>,
+    #[arg(long, value_name = "true|false")]
+    pub enabled: Option<bool>,
+    /// Case-insensitive text in the name, account name or description.
+    #[arg(long)]
+    pub search: Option<String>,
+    #[arg(long, default_value_t = 1)]
+    pub page: usize,
+    #[arg(long, default_value_t = 50)]
+    pub size: usize,
+    /// Print `{items, total, page, size}` as JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -119,16 +135,26 @@ pub fn run(cx: &Context, cmd: IntegrationCommand) -> anyhow::Result<i32> {
                 view.interval
             );
         }
-        IntegrationCommand::List { json } => {
-            let items = service::list_integrations(&store)?;
-            if json {
-                println!("{}", serde_json::to_string_pretty(&items)?);
+        IntegrationCommand::List(args) => {
+            let page = service::find_integrations(
+                &store,
+                &IntegrationFilter {
+                    connection: args.connection,
+                    enabled: args.enabled,
+                    search: args.search,
+                    page: args.page,
+                    size: args.size,
+                },
+            )?;
+            let items = &page.items;
+            if args.json {
+                println!("{}", serde_json::to_string_pretty(&page)?);
             } else {
                 println!(
                     "{:<20} {:<20} {:<10} {:<8} REASON",
                     "NAME", "CONNECTION", "INTERVAL", "ENABLED"
                 );
-                for i in &items {
+                for i in items {
                     println!(
                         "{:<20} {:<20} {:<10} {:<8} {}",
                         i.name,
@@ -138,6 +164,7 @@ pub fn run(cx: &Context, cmd: IntegrationCommand) -> anyhow::Result<i32> {
                         i.disabled_reason.as_deref().unwrap_or("")
                     );
                 }
+                println!("{} of {} integration(s)", items.len(), page.total);
             }
         }
         IntegrationCommand::Show { name } => {
@@ -158,6 +185,7 @@ pub fn run(cx: &Context, cmd: IntegrationCommand) -> anyhow::Result<i32> {
                     settings: parse_settings(&args.set)?,
                 },
             )?;
+            super::connection::note_config_managed("integration", &view.name, &view.managed_by);
             println!(
                 "integration {} updated ({})",
                 view.name,

@@ -60,9 +60,6 @@ pub fn provision(
     config: &Config,
 ) -> Result<ProvisionReport, ServiceError> {
     let mut report = ProvisionReport::default();
-    if config.connections.is_empty() && config.integrations.is_empty() {
-        return Ok(report);
-    }
     let master = if config.connections.is_empty() {
         None
     } else {
@@ -93,7 +90,9 @@ pub fn provision(
         }
         report.integrations.push((declared.name.clone(), change));
     }
-    store.write_definitions(&connection_writes, &integration_writes)?;
+    if !connection_writes.is_empty() || !integration_writes.is_empty() {
+        store.write_definitions(&connection_writes, &integration_writes)?;
+    }
 
     report.orphaned_connections = store
         .connections()?
@@ -143,7 +142,11 @@ fn log_report(report: &ProvisionReport) {
 /// The fields a declared connection stores: its plain values (with type
 /// defaults) and its secrets, read from their references now.
 fn declared_fields(declared: &ConnectionConfig) -> Result<BTreeMap<String, String>, ServiceError> {
-    let secrets = declared.resolve().map_err(ServiceError::Invalid)?;
+    let secrets = declared.resolve().map_err(|e| {
+        ServiceError::Invalid(format!(
+            "config file: {e}; nothing was provisioned (set it, or fix the reference in the config file)"
+        ))
+    })?;
     let mut fields = secrets.plain.clone();
     for (name, secret) in &secrets.sensitive {
         fields.insert(name.clone(), secret.expose().to_owned());

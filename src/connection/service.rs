@@ -456,20 +456,7 @@ pub fn list_connections(
         })
         .map(ConnectionSummary::from)
         .collect();
-    let page = filter.page.max(1);
-    let size = filter.size.max(1);
-    let total = matching.len();
-    let items = matching
-        .into_iter()
-        .skip((page - 1).saturating_mul(size))
-        .take(size)
-        .collect();
-    Ok(Page {
-        items,
-        total,
-        page,
-        size,
-    })
+    paginate(matching, filter.page, filter.size)
 }
 
 /// Shows a connection with its sensitive fields masked. Decrypts, so a
@@ -649,6 +636,8 @@ pub struct IntegrationView {
     pub settings: Value,
     pub created_at: String,
     pub updated_at: String,
+    /// `cli` or `config` (declared in the config file, re-applied at start).
+    pub managed_by: String,
 }
 
 fn integration_view(store: &Store, row: &IntegrationRow) -> Result<IntegrationView, ServiceError> {
@@ -669,6 +658,7 @@ fn integration_view(store: &Store, row: &IntegrationRow) -> Result<IntegrationVi
         settings: serde_json::from_str(&row.settings).unwrap_or(Value::Null),
         created_at: row.created_at.clone(),
         updated_at: row.updated_at.clone(),
+        managed_by: row.managed_by.clone(),
     })
 }
 
@@ -762,6 +752,92 @@ pub fn list_integrations(store: &Store) -> Result<Vec<IntegrationView>, ServiceE
         .iter()
         .map(|row| integration_view(store, row))
         .collect()
+}
+
+/// Which integrations to list.
+#[derive(Debug, Clone)]
+pub struct IntegrationFilter {
+    /// A connection's name or key.
+    pub connection: Option<String>,
+    pub enabled: Option<bool>,
+    /// Case-insensitive, over name, account name and description.
+    pub search: Option<String>,
+    /// 1-based.
+    pub page: usize,
+    pub size: usize,
+}
+
+impl Default for IntegrationFilter {
+    fn default() -> Self {
+        IntegrationFilter {
+            connection: None,
+            enabled: None,
+            search: None,
+            page: 1,
+            size: 50,
+        }
+    }
+}
+
+/// Lists integrations matching a filter, one page.
+pub fn find_integrations(
+    store: &Store,
+    filter: &IntegrationFilter,
+) -> Result<Page<IntegrationView>, ServiceError> {
+    let connection_key = match &filter.connection {
+        Some(name) => Some(get_connection(store, name)?.key),
+        None => None,
+    };
+    let search = filter.search.as_deref().map(str::to_lowercase);
+    let matches = |text: &Option<String>, s: &str| {
+        text.as_deref()
+            .is_some_and(|t| t.to_lowercase().contains(s))
+    };
+    let matching: Vec<IntegrationRow> = store
+        .integrations()?
+        .into_iter()
+        .filter(|i| connection_key.is_none() || i.connection_key == connection_key)
+        .filter(|i| filter.enabled.is_none_or(|e| i.enabled == e))
+        .filter(|i| {
+            search.as_deref().is_none_or(|s| {
+                i.name.to_lowercase().contains(s)
+                    || matches(&i.account_name, s)
+                    || matches(&i.description, s)
+            })
+        })
+        .collect();
+    paginate(matching, filter.page, filter.size)?.try_map(|row| integration_view(store, &row))
+}
+
+fn paginate<T>(all: Vec<T>, page: usize, size: usize) -> Result<Page<T>, ServiceError> {
+    let page = page.max(1);
+    let size = size.max(1);
+    let total = all.len();
+    let items = all
+        .into_iter()
+        .skip((page - 1).saturating_mul(size))
+        .take(size)
+        .collect();
+    Ok(Page {
+        items,
+        total,
+        page,
+        size,
+    })
+}
+
+impl<T> Page<T> {
+    fn try_map<U>(
+        self,
+        f: impl FnMut(T) -> Result<U, ServiceError>,
+    ) -> Result<Page<U>, ServiceError> {
+        Ok(Page {
+            items: self.items.into_iter().map(f).collect::<Result<_, _>>()?,
+            total: self.total,
+            page: self.page,
+            size: self.size,
+        })
+    }
 }
 
 pub fn show_integration(store: &Store, name: &str) -> Result<IntegrationView, ServiceError> {
@@ -869,7 +945,9 @@ pub fn resolve_stored(
             secrets,
             http: crate::config::http_config(
                 connection.requests_per_second,
-                connection.timeout_ms.map(|ms| Duration::from_millis(ms.into())),
+                connection
+                    .timeout_ms
+                    .map(|ms| Duration::from_millis(ms.into())),
             ),
         },
     )))
