@@ -3,7 +3,9 @@
 //!
 //! Invariant: a stored object is deleted only when its `_type` is complete in
 //! this run (and, for a relationship, both endpoint types are complete too),
-//! so a failed or partial step never deletes what it did not see.
+//! so a failed or partial step never deletes what it did not see — except
+//! that a relationship never outlives an endpoint entity this run deletes
+//! ([`Plan::cascade`]).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
@@ -87,6 +89,35 @@ impl Plan<'_> {
     /// True when the run changes nothing (and so emits no event).
     pub fn is_empty(&self) -> bool {
         self.entities.is_empty() && self.relationships.is_empty()
+    }
+
+    /// True when stored relationships were kept (their type or an endpoint
+    /// type was incomplete) while this plan deletes entities: a kept
+    /// relationship may point at one of them, see [`Plan::cascade`].
+    pub fn may_dangle(&self) -> bool {
+        !self.entities.deleted.is_empty() && self.relationships.kept > 0
+    }
+
+    /// Deletes the stored relationships in `touching` (those with an endpoint
+    /// among `entities.deleted`, as the store found them) that were kept:
+    /// a relationship never outlives its endpoint, whatever the state of its
+    /// own type. Relationships collected in this run are left alone (they were
+    /// validated against this run's entities, so they cannot touch a deleted
+    /// one).
+    pub fn cascade(&mut self, touching: impl IntoIterator<Item = String>, collected: &Collected) {
+        let already: HashSet<String> = self.relationships.deleted.iter().cloned().collect();
+        let mut added = BTreeSet::new();
+        for key in touching {
+            if !already.contains(&key) && collected.relationship(&key).is_none() {
+                added.insert(key);
+            }
+        }
+        if added.is_empty() {
+            return;
+        }
+        self.relationships.kept = self.relationships.kept.saturating_sub(added.len() as u64);
+        self.relationships.deleted.extend(added);
+        self.relationships.deleted.sort_unstable();
     }
 
     pub fn counts(&self) -> ChangeCounts {

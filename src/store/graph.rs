@@ -161,3 +161,25 @@ fn props_of(row: &Row<'_>, index: usize) -> Result<Properties, StoreError> {
         reason: e.to_string(),
     })
 }
+
+/// Keys of the stored relationships of `integration` with an endpoint among
+/// `entities`. One scan of the integration's relationships (there is no
+/// endpoint index, see migration 1); only run when a plan deletes entities
+/// while keeping relationships.
+pub(super) fn relationships_touching(
+    conn: &Connection,
+    integration: &str,
+    entities: &[String],
+) -> Result<Vec<String>, StoreError> {
+    let entities: std::collections::HashSet<&str> = entities.iter().map(String::as_str).collect();
+    let mut stmt = conn
+        .prepare_cached("SELECT key, from_key, to_key FROM relationships WHERE integration = ?1")?;
+    let mut rows = stmt.query([integration])?;
+    let mut out = Vec::new();
+    while let Some(row) = rows.next()? {
+        if entities.contains(text(row, 1)?) || entities.contains(text(row, 2)?) {
+            out.push(text(row, 0)?.to_owned());
+        }
+    }
+    Ok(out)
+}

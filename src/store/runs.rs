@@ -8,7 +8,7 @@ use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params};
 use serde::Serialize;
 use serde_json::Value;
 
-use super::graph::load_index;
+use super::graph::{load_index, relationships_touching};
 use super::write::Writer;
 use super::{Store, StoreError, WriteCounter, busy, events, now};
 use crate::diff;
@@ -128,7 +128,11 @@ impl Store {
         check_running(&tx, sync_id, integration)?;
 
         let index = load_index(&tx, integration)?;
-        let plan = diff::plan(&index, collected, complete);
+        let mut plan = diff::plan(&index, collected, complete);
+        if plan.may_dangle() {
+            let touching = relationships_touching(&tx, integration, &plan.entities.deleted)?;
+            plan.cascade(touching, collected);
+        }
         let counts = plan.counts();
         let first_seq = events::max_seq(&tx)? + 1;
         let mut writer = Writer::new(&tx, integration, sync_id, &now, first_seq, counter)?;

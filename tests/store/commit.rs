@@ -279,6 +279,56 @@ fn partial_types_are_kept() {
 }
 
 #[test]
+fn a_kept_relationship_never_outlives_its_endpoint() {
+    let mut store = Store::open_in_memory().expect("open");
+    sync(&mut store, &collect(&circleci(3, 0)), &all_types()).expect("first sync");
+    // The jobs are complete (and gone), but the step producing workflow→job
+    // relationships failed: its relationships would be kept, yet they point
+    // at deleted jobs, so they go with them.
+    let mut complete = all_types();
+    complete.remove("circleci_workflow_has_job");
+    let counts = sync(&mut store, &collect(&circleci(0, 0)), &complete).expect("sync");
+    assert_eq!(
+        counts,
+        ChangeCounts {
+            created: 0,
+            updated: 0,
+            deleted: 6
+        }
+    );
+    let (entities, relationships) = export(&store);
+    let keys: BTreeSet<&str> = entities
+        .iter()
+        .map(|e| e["_key"].as_str().expect("key"))
+        .collect();
+    for rel in &relationships {
+        for end in ["_fromEntityKey", "_toEntityKey"] {
+            let key = rel[end].as_str().expect("endpoint");
+            assert!(keys.contains(key), "{} dangles: {key}", rel["_key"]);
+        }
+    }
+    // The relationship deletions are events, before the entity deletions.
+    let events = store.events(0, None, 1000).expect("events");
+    let deleted: Vec<(ObjectKind, String)> = events
+        .iter()
+        .filter(|e| e.action == Action::Deleted)
+        .map(|e| (e.object, e.ty.clone()))
+        .collect();
+    assert_eq!(deleted.len(), 6);
+    assert!(
+        deleted[..3]
+            .iter()
+            .all(|(_, ty)| ty == "circleci_workflow_has_job"),
+        "{deleted:?}"
+    );
+    assert!(
+        deleted[3..].iter().all(|(_, ty)| ty == "circleci_job"),
+        "{deleted:?}"
+    );
+    assert_gap_free(&store);
+}
+
+#[test]
 fn runs_are_recorded_and_only_a_running_run_commits() {
     let mut store = Store::open_in_memory().expect("open");
     let collected = collect(&circleci(1, 0));
