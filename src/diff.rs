@@ -8,6 +8,7 @@
 //! ([`Plan::cascade`]).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+
 use std::sync::Arc;
 
 use serde_json::Value;
@@ -130,113 +131,146 @@ impl Plan<'_> {
     }
 }
 
-/// Diffs the collected graph against the stored one. Unchanged means an
-/// equal content hash (which covers type, class, endpoints and properties);
-/// the result does not depend on the order objects were collected in.
+/// Stored keys did not come in strictly increasing order (a merge-join of
+/// the stored and collected graphs needs both sorted).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "the stored graph is not in key order ({key:?} came after {previous:?}); run PRAGMA integrity_check on the database"
+)]
+pub struct OutOfOrder {
+    pub previous: String,
+    pub key: String,
+}
+
+/// Diffs the collected graph against an in-memory stored index (tests and
+/// small callers); see [`plan_sorted`].
 pub fn plan<'a>(
     stored: &StoredIndex,
     collected: &'a Collected,
     complete: &BTreeSet<String>,
 ) -> Plan<'a> {
-    let mut out = Plan::default();
-
-    let mut matched = 0usize;
-    for entity in collected.entities() {
-        match stored.entities.get(&entity.key) {
-            None => out.entities.created.push(entity),
-            Some(meta) => {
-                matched += 1;
-                if meta.hash != entity.hash || *meta.ty != *entity.ty {
-                    out.entities.updated.push(entity);
-                } else {
-                    out.entities.unchanged += 1;
-                    if !complete.contains(&*entity.ty) {
-                        out.entities.seen.push(entity);
-                    }
-                }
-            }
-        }
-    }
-    // Every stored key was collected: nothing can be deleted, skip the scan.
-    if matched < stored.entities.len() {
-        let collected_keys = KeySet::new(stored.entities.len(), || {
-            collected.entities().map(|e| e.key.as_str())
-        });
-        let is_collected =
-            |key: &str| collected_keys.contains(key, || collected.contains_entity(key));
-        for (key, meta) in &stored.entities {
-            if is_collected(key) {
-                continue;
-            }
-            if complete.contains(&*meta.ty) {
-                out.entities.deleted.push(key.clone());
-            } else {
-                out.entities.kept += 1;
-            }
-        }
-        out.entities.deleted.sort_unstable();
-    }
-
-    let mut matched = 0usize;
-    for rel in collected.relationships() {
-        match stored.relationships.get(&rel.key) {
-            None => out.relationships.created.push(rel),
-            Some(meta) => {
-                matched += 1;
-                if meta.hash != rel.hash || *meta.ty != *rel.ty {
-                    out.relationships.updated.push(rel);
-                } else {
-                    out.relationships.unchanged += 1;
-                    if !complete.contains(&*rel.ty) {
-                        out.relationships.seen.push(rel);
-                    }
-                }
-            }
-        }
-    }
-    if matched < stored.relationships.len() {
-        let endpoint_complete = |ty: &str| ty.is_empty() || complete.contains(ty);
-        let collected_keys = KeySet::new(stored.relationships.len(), || {
-            collected.relationships().map(|r| r.key.as_str())
-        });
-        let is_collected =
-            |key: &str| collected_keys.contains(key, || collected.relationship(key).is_some());
-        for (key, meta) in &stored.relationships {
-            if is_collected(key) {
-                continue;
-            }
-            if complete.contains(&*meta.ty)
-                && endpoint_complete(&meta.from_ty)
-                && endpoint_complete(&meta.to_ty)
-            {
-                out.relationships.deleted.push(key.clone());
-            } else {
-                out.relationships.kept += 1;
-            }
-        }
-        out.relationships.deleted.sort_unstable();
-    }
-    out
+    let mut entities: Vec<_> = stored.entities.iter().collect();
+    entities.sort_unstable_by(|a, b| a.0.cmp(b.0));
+    let mut relationships: Vec<_> = stored.relationships.iter().collect();
+    relationships.sort_unstable_by(|a, b| a.0.cmp(b.0));
+    let sorted = plan_sorted(
+        entities
+            .into_iter()
+            .map(|(k, m)| Ok::<_, OutOfOrder>((k.clone(), m.clone()))),
+        relationships
+            .into_iter()
+            .map(|(k, m)| Ok((k.clone(), m.clone()))),
+        collected,
+        complete,
+    );
+    // Sorted above, with unique keys (map keys): never out of order.
+    sorted.unwrap_or_default()
 }
 
-/// The collected keys as a hash set when many stored keys are checked
-/// against them: a B-tree walk per stored key was most of the time of a
-/// million-row re-ingest with deletions.
-struct KeySet<'a>(Option<HashSet<&'a str>>);
+/// Diffs the collected graph against the stored one, given as two streams
+/// of `(key, meta)` in strictly increasing key order (the store reads them
+/// in primary-key order, so nothing of the stored graph is held in memory).
+/// One merge-join pass per kind: O(stored + collected).
+///
+/// Unchanged means an equal content hash (which covers type, class,
+/// endpoints and properties); the result does not depend on the order
+/// objects were collected in.
+pub fn plan_sorted<'a, X: From<OutOfOrder>>(
+    stored_entities: impl IntoIterator<Item = Result<(String, StoredEntityMeta), X>>,
+    stored_relationships: impl IntoIterator<Item = Result<(String, StoredRelationshipMeta), X>>,
+    collected: &'a Collected,
+    complete: &BTreeSet<String>,
+) -> Result<Plan<'a>, X> {
+    let mut out = Plan::default();
+    let e = &mut out.entities;
+    merge(
+        collected.entities().map(|c| (c.key.as_str(), c)),
+        stored_entities,
+        |side| match side {
+            Side::Both(entity, meta) => {
+                if meta.hash != entity.hash || *meta.ty != *entity.ty {
+                    e.updated.push(entity);
+                } else {
+                    e.unchanged += 1;
+                    if !complete.contains(&*entity.ty) {
+                        e.seen.push(entity);
+                    }
+                }
+            }
+            Side::Collected(entity) => e.created.push(entity),
+            Side::Stored(key, meta) => {
+                if complete.contains(&*meta.ty) {
+                    e.deleted.push(key.to_owned());
+                } else {
+                    e.kept += 1;
+                }
+            }
+        },
+    )?;
 
-impl<'a> KeySet<'a> {
-    const BULK: usize = 1024;
+    let r = &mut out.relationships;
+    let endpoint_complete = |ty: &str| ty.is_empty() || complete.contains(ty);
+    merge(
+        collected.relationships().map(|c| (c.key.as_str(), c)),
+        stored_relationships,
+        |side| match side {
+            Side::Both(rel, meta) => {
+                if meta.hash != rel.hash || *meta.ty != *rel.ty {
+                    r.updated.push(rel);
+                } else {
+                    r.unchanged += 1;
+                    if !complete.contains(&*rel.ty) {
+                        r.seen.push(rel);
+                    }
+                }
+            }
+            Side::Collected(rel) => r.created.push(rel),
+            Side::Stored(key, meta) => {
+                if complete.contains(&*meta.ty)
+                    && endpoint_complete(&meta.from_ty)
+                    && endpoint_complete(&meta.to_ty)
+                {
+                    r.deleted.push(key.to_owned());
+                } else {
+                    r.kept += 1;
+                }
+            }
+        },
+    )?;
+    Ok(out)
+}
 
-    fn new<I: Iterator<Item = &'a str>>(checks: usize, keys: impl FnOnce() -> I) -> Self {
-        KeySet((checks > Self::BULK).then(|| keys().collect()))
-    }
+/// Where a key was found by [`merge`].
+enum Side<'a, 'k, T: 'a, M> {
+    Both(&'a T, M),
+    Collected(&'a T),
+    Stored(&'k str, M),
+}
 
-    fn contains(&self, key: &str, otherwise: impl FnOnce() -> bool) -> bool {
-        match &self.0 {
-            Some(set) => set.contains(key),
-            None => otherwise(),
+/// Walks two key-ordered sequences together, calling `visit` once per key.
+fn merge<'a, T: 'a, M, X: From<OutOfOrder>>(
+    collected: impl Iterator<Item = (&'a str, &'a T)>,
+    stored: impl IntoIterator<Item = Result<(String, M), X>>,
+    mut visit: impl FnMut(Side<'a, '_, T, M>),
+) -> Result<(), X> {
+    let mut collected = collected.peekable();
+    let mut previous: Option<String> = None;
+    for item in stored {
+        let (key, meta) = item?;
+        if let Some(previous) = previous.take_if(|p| p.as_str() >= key.as_str()) {
+            return Err(OutOfOrder { previous, key }.into());
         }
+        while let Some((_, c)) = collected.next_if(|(k, _)| *k < key.as_str()) {
+            visit(Side::Collected(c));
+        }
+        match collected.next_if(|(k, _)| *k == key.as_str()) {
+            Some((_, c)) => visit(Side::Both(c, meta)),
+            None => visit(Side::Stored(&key, meta)),
+        }
+        previous = Some(key);
     }
+    collected.for_each(|(_, c)| visit(Side::Collected(c)));
+    Ok(())
 }
 
 /// The fields that differ between two property bags (or two flat graph
@@ -272,6 +306,28 @@ mod tests {
             Value::Object(map) => map,
             _ => Properties::new(),
         }
+    }
+
+    #[test]
+    fn stored_keys_out_of_order_are_an_error_not_a_wrong_plan() {
+        let meta = || StoredEntityMeta {
+            ty: Arc::from("t"),
+            hash: 0,
+        };
+        let stored = vec![
+            Ok::<_, OutOfOrder>(("key-b".to_owned(), meta())),
+            Ok(("key-a".to_owned(), meta())),
+        ];
+        let collected = Collected::new();
+        let err = plan_sorted(stored, Vec::new(), &collected, &BTreeSet::new())
+            .err()
+            .map(|e| e.to_string());
+        assert_eq!(
+            err.as_deref(),
+            Some(
+                "the stored graph is not in key order (\"key-a\" came after \"key-b\"); run PRAGMA integrity_check on the database"
+            )
+        );
     }
 
     #[test]

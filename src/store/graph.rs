@@ -1,15 +1,15 @@
-//! Graph rows: loading the diff index (keys, types, hashes — never
+//! Graph rows: planning a run against them (keys, types, hashes — never
 //! properties), exporting and counting.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
 use rusqlite::{Connection, OptionalExtension, Row};
 use serde_json::Value;
 
 use super::{Store, StoreError};
-use crate::diff::{StoredEntityMeta, StoredIndex, StoredRelationshipMeta};
-use crate::graph::{Properties, entity_object, relationship_object};
+use crate::diff::{self, Plan, StoredEntityMeta, StoredRelationshipMeta};
+use crate::graph::{Collected, Properties, entity_object, relationship_object};
 
 /// Interns type names so a million index rows share a handful of strings.
 #[derive(Default)]
@@ -30,47 +30,51 @@ pub(super) fn text<'r>(row: &'r Row<'_>, index: usize) -> rusqlite::Result<&'r s
     Ok(row.get_ref(index)?.as_str()?)
 }
 
-/// The stored graph of one integration, as the diff needs it.
-pub(super) fn load_index(conn: &Connection, integration: &str) -> Result<StoredIndex, StoreError> {
-    let mut names = Names::default();
-    let count = |table: &str| -> rusqlite::Result<usize> {
-        let sql = format!("SELECT COUNT(*) FROM {table} WHERE integration = ?1");
-        let n: i64 = conn
-            .prepare_cached(&sql)?
-            .query_row([integration], |r| r.get(0))?;
-        Ok(usize::try_from(n).unwrap_or(0))
-    };
-    // Sized up front: growing a million-entry map doubles its peak memory.
-    let mut index = StoredIndex {
-        entities: HashMap::with_capacity(count("entities")?),
-        relationships: HashMap::with_capacity(count("relationships")?),
-    };
-
-    let mut stmt =
-        conn.prepare_cached("SELECT key, type, hash FROM entities WHERE integration = ?1")?;
-    let mut rows = stmt.query([integration])?;
-    while let Some(row) = rows.next()? {
-        let meta = StoredEntityMeta {
-            ty: names.get(text(row, 1)?),
-            hash: row.get::<_, i64>(2)? as u64,
-        };
-        index.entities.insert(text(row, 0)?.to_owned(), meta);
-    }
-
-    let mut stmt = conn.prepare_cached(
-        "SELECT key, type, hash, from_type, to_type FROM relationships WHERE integration = ?1",
+/// Plans a run against the stored graph of one integration, read in
+/// primary-key order (keys, types, hashes — never properties) and merged
+/// with the collected graph as it streams: nothing of the stored graph is
+/// held in memory.
+pub(super) fn plan_run<'a>(
+    conn: &Connection,
+    integration: &str,
+    collected: &'a Collected,
+    complete: &BTreeSet<String>,
+) -> Result<Plan<'a>, StoreError> {
+    // `ORDER BY key` walks the (integration, key) primary key: no sort.
+    let mut entities = conn.prepare_cached(
+        "SELECT key, type, hash FROM entities WHERE integration = ?1 ORDER BY key",
     )?;
-    let mut rows = stmt.query([integration])?;
-    while let Some(row) = rows.next()? {
-        let meta = StoredRelationshipMeta {
-            ty: names.get(text(row, 1)?),
-            hash: row.get::<_, i64>(2)? as u64,
-            from_ty: names.get(text(row, 3)?),
-            to_ty: names.get(text(row, 4)?),
-        };
-        index.relationships.insert(text(row, 0)?.to_owned(), meta);
-    }
-    Ok(index)
+    let mut names = Names::default();
+    let entities = entities.query_map([integration], move |row| {
+        Ok((
+            row.get::<_, String>(0)?,
+            StoredEntityMeta {
+                ty: names.get(text(row, 1)?),
+                hash: row.get::<_, i64>(2)? as u64,
+            },
+        ))
+    })?;
+    let mut relationships = conn.prepare_cached(
+        "SELECT key, type, hash, from_type, to_type FROM relationships WHERE integration = ?1 ORDER BY key",
+    )?;
+    let mut names = Names::default();
+    let relationships = relationships.query_map([integration], move |row| {
+        Ok((
+            row.get::<_, String>(0)?,
+            StoredRelationshipMeta {
+                ty: names.get(text(row, 1)?),
+                hash: row.get::<_, i64>(2)? as u64,
+                from_ty: names.get(text(row, 3)?),
+                to_ty: names.get(text(row, 4)?),
+            },
+        ))
+    })?;
+    diff::plan_sorted(
+        entities.map(|r| r.map_err(StoreError::from)),
+        relationships.map(|r| r.map_err(StoreError::from)),
+        collected,
+        complete,
+    )
 }
 
 /// Stored properties were written by us from canonical JSON.

@@ -63,6 +63,8 @@ pub enum StoreError {
     Busy { path: PathBuf },
     #[error("database error: {0}")]
     Sqlite(#[from] rusqlite::Error),
+    #[error(transparent)]
+    OutOfOrder(#[from] crate::diff::OutOfOrder),
     #[error("sync run {0} does not exist; start it with begin_run")]
     UnknownRun(i64),
     #[error("sync run {sync_id} is {status}, not running; start a new run")]

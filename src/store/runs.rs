@@ -8,10 +8,9 @@ use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params};
 use serde::Serialize;
 use serde_json::Value;
 
-use super::graph::{load_index, relationships_touching};
+use super::graph::{plan_run, relationships_touching};
 use super::write::Writer;
 use super::{Store, StoreError, WriteCounter, busy, events, now};
-use crate::diff;
 use crate::graph::Collected;
 use crate::run::{ChangeCounts, RunStatus, StepOutcome};
 
@@ -127,8 +126,7 @@ impl Store {
         };
         check_running(&tx, sync_id, integration)?;
 
-        let index = load_index(&tx, integration)?;
-        let mut plan = diff::plan(&index, collected, complete);
+        let mut plan = plan_run(&tx, integration, collected, complete)?;
         if plan.may_dangle() {
             let touching = relationships_touching(&tx, integration, &plan.entities.deleted)?;
             plan.cascade(touching, collected);
@@ -136,10 +134,9 @@ impl Store {
         let counts = plan.counts();
         let first_seq = events::max_seq(&tx)? + 1;
         let mut writer = Writer::new(&tx, integration, sync_id, &now, first_seq, counter)?;
-        writer.write(&plan, &index, collected)?;
+        writer.write(&plan, collected)?;
         drop(writer);
         drop(plan);
-        drop(index);
 
         let mut seen = tx.prepare_cached(
             "INSERT INTO type_seen (integration, type, sync_id, time) VALUES (?1, ?2, ?3, ?4)

@@ -6,32 +6,40 @@
 //! before its endpoints exist or after they are gone. Each group is in key
 //! order, so the same input always gives the same sequence.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use rusqlite::{CachedStatement, Connection, params};
+use rusqlite::{CachedStatement, Connection, OptionalExtension, params};
 
 use super::events::{self, EventHead};
 use super::graph::{parse_props, text};
 use super::{StoreError, WriteCounter};
-use crate::diff::{Plan, StoredIndex};
+use crate::diff::Plan;
 use crate::events::{Action, ObjectKind};
 use crate::graph::{Collected, entity_object, relationship_object};
 
 /// The `_type` of a relationship endpoint: from this run, else from the
 /// store, else '' (an entity of another source). A bulk load looks keys up
 /// in a hash map, not the collected B-tree: two tree walks per relationship
-/// were a tenth of a million-row first ingest.
+/// were a tenth of a million-row first ingest. (Validation puts every
+/// endpoint in the run, so the store is a safety net, not a path.)
 struct EndpointTypes<'a> {
     collected: &'a Collected,
-    index: &'a StoredIndex,
+    conn: &'a Connection,
+    integration: &'a str,
     by_key: HashMap<&'a str, &'a Arc<str>>,
 }
 
 impl<'a> EndpointTypes<'a> {
     const BULK: usize = 1024;
 
-    fn new(collected: &'a Collected, index: &'a StoredIndex, plan: &Plan<'_>) -> Self {
+    fn new(
+        collected: &'a Collected,
+        conn: &'a Connection,
+        integration: &'a str,
+        plan: &Plan<'_>,
+    ) -> Self {
         let lookups = 2 * (plan.relationships.created.len() + plan.relationships.updated.len());
         let by_key = if lookups > Self::BULK {
             collected
@@ -43,21 +51,27 @@ impl<'a> EndpointTypes<'a> {
         };
         EndpointTypes {
             collected,
-            index,
+            conn,
+            integration,
             by_key,
         }
     }
 
-    fn get(&self, key: &str) -> &'a str {
+    fn get(&self, key: &str) -> Result<Cow<'a, str>, StoreError> {
         let from_run = if self.by_key.is_empty() {
             self.collected.entity(key).map(|e| &e.ty)
         } else {
             self.by_key.get(key).copied()
         };
-        match from_run {
-            Some(ty) => ty,
-            None => self.index.entities.get(key).map_or("", |m| &*m.ty),
+        if let Some(ty) = from_run {
+            return Ok(Cow::Borrowed(&**ty));
         }
+        let stored: Option<String> = self
+            .conn
+            .prepare_cached("SELECT type FROM entities WHERE integration = ?1 AND key = ?2")?
+            .query_row(params![self.integration, key], |row| row.get(0))
+            .optional()?;
+        Ok(Cow::Owned(stored.unwrap_or_default()))
     }
 }
 
@@ -99,15 +113,10 @@ impl<'c> Writer<'c> {
         })
     }
 
-    pub fn write(
-        &mut self,
-        plan: &Plan<'_>,
-        index: &StoredIndex,
-        collected: &Collected,
-    ) -> Result<(), StoreError> {
+    pub fn write(&mut self, plan: &Plan<'_>, collected: &Collected) -> Result<(), StoreError> {
         self.entities_created(plan)?;
         self.entities_updated(plan)?;
-        self.relationships_created_updated(plan, index, collected)?;
+        self.relationships_created_updated(plan, collected)?;
         self.relationships_deleted(plan)?;
         self.entities_deleted(plan)?;
         self.seen(plan)
@@ -216,17 +225,16 @@ impl<'c> Writer<'c> {
     fn relationships_created_updated(
         &mut self,
         plan: &Plan<'_>,
-        index: &StoredIndex,
         collected: &Collected,
     ) -> Result<(), StoreError> {
-        let endpoints = EndpointTypes::new(collected, index, plan);
+        let endpoints = EndpointTypes::new(collected, self.conn, self.integration, plan);
         let endpoint_type = |key: &str| endpoints.get(key);
         let mut insert = self.conn.prepare_cached(
             "INSERT INTO relationships (integration, key, type, class, from_key, to_key, from_type, to_type, props, hash, first_seen, last_seen, created_sync, changed_sync)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?11, ?12, ?12)",
         )?;
         for r in &plan.relationships.created {
-            let (from_ty, to_ty) = (endpoint_type(&r.from_key), endpoint_type(&r.to_key));
+            let (from_ty, to_ty) = (endpoint_type(&r.from_key)?, endpoint_type(&r.to_key)?);
             insert.execute(params![
                 self.integration,
                 r.key,
@@ -234,8 +242,8 @@ impl<'c> Writer<'c> {
                 &*r.class,
                 r.from_key,
                 r.to_key,
-                from_ty,
-                to_ty,
+                &*from_ty,
+                &*to_ty,
                 &*r.props,
                 r.hash as i64,
                 self.now,
@@ -279,7 +287,7 @@ impl<'c> Writer<'c> {
                     &props,
                 ))
             })?;
-            let (from_ty, to_ty) = (endpoint_type(&r.from_key), endpoint_type(&r.to_key));
+            let (from_ty, to_ty) = (endpoint_type(&r.from_key)?, endpoint_type(&r.to_key)?);
             update.execute(params![
                 self.integration,
                 r.key,
@@ -287,8 +295,8 @@ impl<'c> Writer<'c> {
                 &*r.class,
                 r.from_key,
                 r.to_key,
-                from_ty,
-                to_ty,
+                &*from_ty,
+                &*to_ty,
                 &*r.props,
                 r.hash as i64,
                 self.now,
