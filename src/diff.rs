@@ -184,7 +184,7 @@ pub fn plan_sorted<'a, X: From<OutOfOrder>>(
     let mut out = Plan::default();
     let e = &mut out.entities;
     merge(
-        collected.entities().map(|c| (c.key.as_str(), c)),
+        collected.entities().map(|c| (&*c.key, c)),
         stored_entities,
         |side| match side {
             Side::Both(entity, meta) => {
@@ -211,7 +211,7 @@ pub fn plan_sorted<'a, X: From<OutOfOrder>>(
     let r = &mut out.relationships;
     let endpoint_complete = |ty: &str| ty.is_empty() || complete.contains(ty);
     merge(
-        collected.relationships().map(|c| (c.key.as_str(), c)),
+        collected.relationships().map(|c| (&*c.key, c)),
         stored_relationships,
         |side| match side {
             Side::Both(rel, meta) => {

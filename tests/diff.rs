@@ -80,7 +80,7 @@ fn apply(stored: &mut StoredIndex, collected: &Collected, plan: &Plan<'_>) {
             ty: e.ty.clone(),
             hash: e.hash,
         };
-        stored.entities.insert(e.key.clone(), meta);
+        stored.entities.insert(e.key.to_string(), meta);
     }
     let endpoint_type = |key: &str| -> Arc<str> {
         match collected.entity(key) {
@@ -100,7 +100,7 @@ fn apply(stored: &mut StoredIndex, collected: &Collected, plan: &Plan<'_>) {
             from_ty: endpoint_type(&r.from_key),
             to_ty: endpoint_type(&r.to_key),
         };
-        stored.relationships.insert(r.key.clone(), meta);
+        stored.relationships.insert(r.key.to_string(), meta);
     }
 }
 

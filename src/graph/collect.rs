@@ -2,8 +2,7 @@
 //! (canonical JSON properties plus a 64-bit content hash), keyed for
 //! deterministic, input-order-independent iteration.
 
-use std::collections::BTreeMap;
-use std::collections::btree_map::Entry;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use serde_json::Value;
@@ -13,7 +12,8 @@ use super::{Entity, Properties, Relationship, entity_object, relationship_object
 /// An entity that passed validation, in the form the diff and the store use.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CollectedEntity {
-    pub key: String,
+    /// Shared with the endpoints of the relationships that point at it.
+    pub key: Arc<str>,
     pub ty: Arc<str>,
     pub class: Arc<str>,
     /// Canonical (sorted-key) JSON object of the properties.
@@ -24,11 +24,12 @@ pub struct CollectedEntity {
 /// A relationship that passed validation.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CollectedRelationship {
-    pub key: String,
+    pub key: Box<str>,
     pub ty: Arc<str>,
     pub class: Arc<str>,
-    pub from_key: String,
-    pub to_key: String,
+    /// The endpoint entity's own key when it was collected (one allocation).
+    pub from_key: Arc<str>,
+    pub to_key: Arc<str>,
     pub props: Box<str>,
     pub hash: u64,
 }
@@ -83,12 +84,59 @@ pub fn content_hash(parts: &[&str]) -> u64 {
     std::hash::Hasher::finish(&hasher)
 }
 
+/// An object stored in a set under its own key: a million-object run keeps
+/// each key once, not once in the map and again in the value.
+#[derive(Debug)]
+struct ByKey<T>(T);
+
+trait Keyed {
+    fn key(&self) -> &str;
+}
+
+impl Keyed for CollectedEntity {
+    fn key(&self) -> &str {
+        &self.key
+    }
+}
+
+impl Keyed for CollectedRelationship {
+    fn key(&self) -> &str {
+        &self.key
+    }
+}
+
+impl<T: Keyed> std::borrow::Borrow<str> for ByKey<T> {
+    fn borrow(&self) -> &str {
+        self.0.key()
+    }
+}
+
+impl<T: Keyed> PartialEq for ByKey<T> {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.key() == other.0.key()
+    }
+}
+
+impl<T: Keyed> Eq for ByKey<T> {}
+
+impl<T: Keyed> PartialOrd for ByKey<T> {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl<T: Keyed> Ord for ByKey<T> {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.0.key().cmp(other.0.key())
+    }
+}
+
 /// The graph collected in one run. Iteration is in key order whatever the
 /// order objects were added in.
 #[derive(Debug, Default)]
 pub struct Collected {
-    entities: BTreeMap<String, CollectedEntity>,
-    relationships: BTreeMap<String, CollectedRelationship>,
+    entities: BTreeSet<ByKey<CollectedEntity>>,
+    relationships: BTreeSet<ByKey<CollectedRelationship>>,
     names: BTreeMap<String, Arc<str>>,
 }
 
@@ -106,89 +154,93 @@ impl Collected {
         interned
     }
 
+    /// The collected entity's key if there is one, else a new allocation.
+    fn endpoint(&self, key: &str) -> Arc<str> {
+        match self.entities.get(key) {
+            Some(entity) => entity.0.key.clone(),
+            None => Arc::from(key),
+        }
+    }
+
     /// Adds an already-validated entity. A key seen before keeps the first
     /// version and returns the duplicate report.
     pub fn insert_entity(&mut self, mut entity: Entity) -> Result<(), Duplicate> {
         // Absent and null mean the same in a flat graph; keep one spelling.
         entity.properties.retain(|_, v| !v.is_null());
-        let props = canonical(&entity.properties);
-        let hash = content_hash(&[&entity.ty, &entity.class, &props]);
         let ty = self.intern(&entity.ty);
         let class = self.intern(&entity.class);
-        match self.entities.entry(entity.key) {
-            Entry::Occupied(existing) => Err(Duplicate {
-                key: existing.key().clone(),
-                kept: existing.get().to_object(),
-                rejected: entity_object(existing.key(), &ty, &class, &entity.properties),
-            }),
-            Entry::Vacant(slot) => {
-                let key = slot.key().clone();
-                slot.insert(CollectedEntity {
-                    key,
-                    ty,
-                    class,
-                    props,
-                    hash,
-                });
-                Ok(())
-            }
+        if let Some(existing) = self.entities.get(entity.key.as_str()) {
+            return Err(Duplicate {
+                key: entity.key.clone(),
+                kept: existing.0.to_object(),
+                rejected: entity_object(&entity.key, &ty, &class, &entity.properties),
+            });
         }
+        let props = canonical(&entity.properties);
+        let hash = content_hash(&[&entity.ty, &entity.class, &props]);
+        self.entities.insert(ByKey(CollectedEntity {
+            key: Arc::from(entity.key),
+            ty,
+            class,
+            props,
+            hash,
+        }));
+        Ok(())
     }
 
     /// Adds an already-validated relationship; duplicates as for entities.
     pub fn insert_relationship(&mut self, mut rel: Relationship) -> Result<(), Duplicate> {
         rel.properties.retain(|_, v| !v.is_null());
-        let props = canonical(&rel.properties);
-        let hash = content_hash(&[&rel.ty, &rel.class, &rel.from_key, &rel.to_key, &props]);
         let ty = self.intern(&rel.ty);
         let class = self.intern(&rel.class);
-        match self.relationships.entry(rel.key) {
-            Entry::Occupied(existing) => Err(Duplicate {
-                key: existing.key().clone(),
-                kept: existing.get().to_object(),
+        if let Some(existing) = self.relationships.get(rel.key.as_str()) {
+            return Err(Duplicate {
+                key: rel.key.clone(),
+                kept: existing.0.to_object(),
                 rejected: relationship_object(
-                    existing.key(),
+                    &rel.key,
                     &ty,
                     &class,
                     &rel.from_key,
                     &rel.to_key,
                     &rel.properties,
                 ),
-            }),
-            Entry::Vacant(slot) => {
-                let key = slot.key().clone();
-                slot.insert(CollectedRelationship {
-                    key,
-                    ty,
-                    class,
-                    from_key: rel.from_key,
-                    to_key: rel.to_key,
-                    props,
-                    hash,
-                });
-                Ok(())
-            }
+            });
         }
+        let props = canonical(&rel.properties);
+        let hash = content_hash(&[&rel.ty, &rel.class, &rel.from_key, &rel.to_key, &props]);
+        let from_key = self.endpoint(&rel.from_key);
+        let to_key = self.endpoint(&rel.to_key);
+        self.relationships.insert(ByKey(CollectedRelationship {
+            key: rel.key.into_boxed_str(),
+            ty,
+            class,
+            from_key,
+            to_key,
+            props,
+            hash,
+        }));
+        Ok(())
     }
 
     pub fn entity(&self, key: &str) -> Option<&CollectedEntity> {
-        self.entities.get(key)
+        self.entities.get(key).map(|e| &e.0)
     }
 
     pub fn contains_entity(&self, key: &str) -> bool {
-        self.entities.contains_key(key)
+        self.entities.contains(key)
     }
 
     pub fn relationship(&self, key: &str) -> Option<&CollectedRelationship> {
-        self.relationships.get(key)
+        self.relationships.get(key).map(|r| &r.0)
     }
 
     pub fn entities(&self) -> impl Iterator<Item = &CollectedEntity> {
-        self.entities.values()
+        self.entities.iter().map(|e| &e.0)
     }
 
     pub fn relationships(&self) -> impl Iterator<Item = &CollectedRelationship> {
-        self.relationships.values()
+        self.relationships.iter().map(|r| &r.0)
     }
 
     pub fn entity_count(&self) -> usize {

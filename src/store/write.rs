@@ -42,10 +42,7 @@ impl<'a> EndpointTypes<'a> {
     ) -> Self {
         let lookups = 2 * (plan.relationships.created.len() + plan.relationships.updated.len());
         let by_key = if lookups > Self::BULK {
-            collected
-                .entities()
-                .map(|e| (e.key.as_str(), &e.ty))
-                .collect()
+            collected.entities().map(|e| (&*e.key, &e.ty)).collect()
         } else {
             HashMap::new()
         };
