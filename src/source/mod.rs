@@ -3,6 +3,7 @@
 
 pub mod circleci;
 pub mod dag;
+pub mod github;
 pub mod http;
 
 use crate::config::IntegrationConfig;
@@ -36,6 +37,7 @@ pub enum SourceError {
 pub fn check_settings(connection_type: &str, settings: &serde_json::Value) -> Result<(), String> {
     match connection_type {
         "circleci" => circleci::Settings::parse(settings).map(|_| ()),
+        "github" => github::Settings::parse(settings).map(|_| ()),
         _ => Ok(()),
     }
 }
@@ -43,6 +45,7 @@ pub fn check_settings(connection_type: &str, settings: &serde_json::Value) -> Re
 /// Every source Sextant knows. A closed enum: adding a source is adding a variant.
 pub enum SourceKind {
     CircleCi(circleci::CircleCi),
+    GitHub(github::GitHub),
 }
 
 impl SourceKind {
@@ -55,6 +58,7 @@ impl SourceKind {
             "circleci" => {
                 circleci::CircleCi::new(integration, connection).map(SourceKind::CircleCi)
             }
+            "github" => github::GitHub::new(integration, connection).map(SourceKind::GitHub),
             other => Err(SourceError::Connection {
                 connection: connection.name.clone(),
                 message: format!("connection type {other:?} has no source yet"),
@@ -65,6 +69,7 @@ impl SourceKind {
     pub fn name(&self) -> &'static str {
         match self {
             SourceKind::CircleCi(_) => "circleci",
+            SourceKind::GitHub(_) => "github",
         }
     }
 
@@ -72,6 +77,7 @@ impl SourceKind {
     pub async fn collect(&self, state: &RunState, progress: Option<&Progress>) -> Vec<StepOutcome> {
         match self {
             SourceKind::CircleCi(source) => source.collect(state, progress).await,
+            SourceKind::GitHub(source) => source.collect(state, progress).await,
         }
     }
 }

@@ -126,6 +126,17 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX integrations_by_connection ON integrations (connection_key);
     ",
+    // HTTP ETag cache per integration (conditional requests across runs).
+    "
+    CREATE TABLE http_cache (
+        integration TEXT NOT NULL,
+        url         TEXT NOT NULL,
+        etag        TEXT NOT NULL,
+        link        TEXT,
+        body        BLOB NOT NULL,
+        PRIMARY KEY (integration, url)
+    ) WITHOUT ROWID;
+    ",
 ];
 
 /// Brings the database to the latest schema, refusing one that is newer.
