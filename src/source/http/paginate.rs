@@ -182,6 +182,8 @@ pub fn next_link(header: &str) -> Option<String> {
             name.trim().eq_ignore_ascii_case("rel")
                 && value
                     .trim()
+                    .trim_end_matches(',')
+                    .trim_end()
                     .trim_matches('"')
                     .split_ascii_whitespace()
                     .any(|rel| rel.eq_ignore_ascii_case("next"))
