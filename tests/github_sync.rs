@@ -288,7 +288,11 @@ async fn an_unchanged_second_sync_in_a_new_process_is_answered_with_304s() {
         statuses[answered_before..].iter().all(|s| *s == 304),
         "{statuses:?}"
     );
-    assert_eq!(h.counts(), table(COUNTS), "replayed bodies give the same graph");
+    assert_eq!(
+        h.counts(),
+        table(COUNTS),
+        "replayed bodies give the same graph"
+    );
 
     // Day2 over the warm cache: only what changed costs a full answer, and
     // the changes are exact.
@@ -317,7 +321,11 @@ async fn a_cache_entry_for_another_token_does_not_leak_a_body() {
     // replays: the token is checked before conditions.
     let mut h = Harness::start().await;
     assert_eq!(h.sync().await.status, RunStatus::Success);
-    h.connection = connection(&h.server.base_url(), "revoked-token-abcdef123456", test_http());
+    h.connection = connection(
+        &h.server.base_url(),
+        "revoked-token-abcdef123456",
+        test_http(),
+    );
     let report = h.sync().await;
     assert_eq!(report.status, RunStatus::Failed);
     assert_eq!(not_modified(&report), 0);
@@ -447,10 +455,15 @@ async fn fault_after_day1(pattern: &str, fault: Fault, failed_step: &str) -> (Ha
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hung_endpoint_times_out_and_keeps_its_types() {
-    let (h, report) =
-        fault_after_day1("/orgs/acme-corp/repos", Fault::Hang, "fetch-repos").await;
-    let error = step(&report, "fetch-repos").error.clone().unwrap_or_default();
-    assert!(error.contains("timeout") || error.contains("within"), "{error}");
+    let (h, report) = fault_after_day1("/orgs/acme-corp/repos", Fault::Hang, "fetch-repos").await;
+    let error = step(&report, "fetch-repos")
+        .error
+        .clone()
+        .unwrap_or_default();
+    assert!(
+        error.contains("timeout") || error.contains("within"),
+        "{error}"
+    );
     assert_eq!(
         step(&report, "fetch-team-repos").status,
         StepStatus::Skipped
@@ -460,7 +473,10 @@ async fn a_hung_endpoint_times_out_and_keeps_its_types() {
         .iter()
         .filter(|e| e.action == Action::Deleted && e.ty.contains("repo"))
         .count();
-    assert_eq!(deleted_repos, 0, "legacy is kept while repos are incomplete");
+    assert_eq!(
+        deleted_repos, 0,
+        "legacy is kept while repos are incomplete"
+    );
     // The independent member steps ran against day2.
     assert!(
         events
@@ -487,9 +503,10 @@ async fn malformed_json_fails_one_step_naming_the_endpoint() {
     // security HAS eve would have been deleted by a complete run: kept
     // (7 collected from day2's other teams + eve's); grace's is not collected.
     assert_eq!(h.counts()["github_team_has_user"], 7 + 1);
-    let kept = h.events_after(0).into_iter().any(|e| {
-        e.action == Action::Deleted && e.ty == "github_team_has_user"
-    });
+    let kept = h
+        .events_after(0)
+        .into_iter()
+        .any(|e| e.action == Action::Deleted && e.ty == "github_team_has_user");
     assert!(!kept, "no team membership deleted");
 }
 
@@ -497,7 +514,10 @@ async fn malformed_json_fails_one_step_naming_the_endpoint() {
 async fn a_link_pagination_loop_is_stopped() {
     let (h, report) =
         fault_after_day1("/orgs/acme-corp/members", Fault::PageLoop, "fetch-members").await;
-    let error = step(&report, "fetch-members").error.clone().unwrap_or_default();
+    let error = step(&report, "fetch-members")
+        .error
+        .clone()
+        .unwrap_or_default();
     assert!(error.contains("loop"), "{error}");
     assert_eq!(
         step(&report, "fetch-team-members").status,
@@ -527,7 +547,10 @@ async fn a_plain_403_fails_its_step_only() {
         "fetch-teams",
     )
     .await;
-    let error = step(&report, "fetch-teams").error.clone().unwrap_or_default();
+    let error = step(&report, "fetch-teams")
+        .error
+        .clone()
+        .unwrap_or_default();
     assert!(
         error.contains("403") && error.contains("read:org"),
         "names the status and what the token needs: {error}"
@@ -553,7 +576,10 @@ async fn a_rejected_token_fails_the_run_and_deletes_nothing() {
         error.contains("connection \"gh-test\"") && error.contains("401"),
         "{error}"
     );
-    assert!(error.contains("read:org"), "says what the token needs: {error}");
+    assert!(
+        error.contains("read:org"),
+        "says what the token needs: {error}"
+    );
     assert!(!format!("{report:?}").contains(token));
     assert!(
         report
@@ -592,19 +618,30 @@ async fn verification_names_missing_scopes() {
         "/user",
         Fault::Headers(vec![("x-oauth-scopes".into(), "public_repo, user".into())]),
     );
-    let error = verify(&server, FIXTURE_TOKEN).await.expect_err("scopes missing");
+    let error = verify(&server, FIXTURE_TOKEN)
+        .await
+        .expect_err("scopes missing");
     assert!(
         error.contains("lacks the scope(s) repo, read:org") && error.contains("public_repo, user"),
         "{error}"
     );
-    assert!(!error.contains("read:user,"), "user grants read:user: {error}");
+    assert!(
+        !error.contains("read:user,"),
+        "user grants read:user: {error}"
+    );
 
     server.clear_faults();
     server.inject(
         "/user",
-        Fault::Headers(vec![("x-oauth-scopes".into(), "repo, admin:org, read:user".into())]),
+        Fault::Headers(vec![(
+            "x-oauth-scopes".into(),
+            "repo, admin:org, read:user".into(),
+        )]),
     );
-    assert!(verify(&server, FIXTURE_TOKEN).await.is_ok(), "admin:org grants read:org");
+    assert!(
+        verify(&server, FIXTURE_TOKEN).await.is_ok(),
+        "admin:org grants read:org"
+    );
 
     let token = "ghp_wrongwrongwrongwrong";
     let error = verify(&server, token).await.expect_err("rejected");
@@ -614,19 +651,19 @@ async fn verification_names_missing_scopes() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_fine_grained_token_is_accepted_with_a_note() {
     // GitHub sends no X-OAuth-Scopes for fine-grained tokens.
-    let router = axum::Router::new().fallback(|| async {
-        axum::Json(serde_json::json!({"login": "fine-bot", "id": 9}))
-    });
+    let router = axum::Router::new()
+        .fallback(|| async { axum::Json(serde_json::json!({"login": "fine-bot", "id": 9})) });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
     let base = format!("http://{}", listener.local_addr().expect("addr"));
     tokio::spawn(async move { axum::serve(listener, router).await });
     let ty = connection_type("github").expect("github");
-    let note = sextant::connection::service::test_secrets(ty, "gh", &secrets(&base, "github_pat_x"))
-        .await
-        .expect("accepted")
-        .expect("a note");
+    let note =
+        sextant::connection::service::test_secrets(ty, "gh", &secrets(&base, "github_pat_x"))
+            .await
+            .expect("accepted")
+            .expect("a note");
     assert!(
         note.contains("fine-grained") && note.contains("Members and Administration"),
         "{note}"
@@ -636,7 +673,14 @@ async fn a_fine_grained_token_is_accepted_with_a_note() {
 #[test]
 fn connection_type_lists_token_requirements() {
     let ty = connection_type("github").expect("github");
-    for words in ["repo", "read:org", "read:user", "fine-grained", "Metadata", "Members"] {
+    for words in [
+        "repo",
+        "read:org",
+        "read:user",
+        "fine-grained",
+        "Metadata",
+        "Members",
+    ] {
         assert!(ty.token_requirements.contains(words), "{words}");
     }
     let schema = ty.json_schema();

@@ -122,7 +122,10 @@ async fn circleci_and_github_share_a_database_and_keep_their_graphs_apart() {
     // graph is untouched.
     github.switch(FixtureSet::GitHubDay2);
     let gh2 = sync(home.path(), "acme-gh").await;
-    assert_eq!((gh2["created"].as_u64(), gh2["deleted"].as_u64()), (Some(6), Some(6)));
+    assert_eq!(
+        (gh2["created"].as_u64(), gh2["deleted"].as_u64()),
+        (Some(6), Some(6))
+    );
     let after_gh2 = export_counts(home.path()).await;
     assert_eq!(after_gh2["circleci entities"], 43);
     assert_eq!(after_gh2["circleci relationships"], 53);
@@ -149,7 +152,9 @@ async fn circleci_and_github_share_a_database_and_keep_their_graphs_apart() {
         let event: Value = serde_json::from_str(line).expect("event json");
         assert_eq!(event["integration"], "acme-gh");
         assert!(
-            event["_type"].as_str().is_some_and(|t| t.starts_with("github_")),
+            event["_type"]
+                .as_str()
+                .is_some_and(|t| t.starts_with("github_")),
             "{line}"
         );
     }
@@ -171,11 +176,22 @@ async fn a_github_connection_with_missing_scopes_is_refused_by_the_cli() {
         serde_json::json!({"token": FIXTURE_TOKEN, "api_url": github.base_url()}).to_string(),
     )
     .expect("secrets");
-    let key = ("SEXTANT_MASTER_KEY", "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=");
+    let key = (
+        "SEXTANT_MASTER_KEY",
+        "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=",
+    );
     let secrets_arg = secrets.to_str().expect("utf-8 path");
     let run = sextant_async(
         home.path(),
-        &["connection", "add", "gh", "--type", "github", "--secrets-file", secrets_arg],
+        &[
+            "connection",
+            "add",
+            "gh",
+            "--type",
+            "github",
+            "--secrets-file",
+            secrets_arg,
+        ],
         &[key],
     )
     .await;
@@ -190,7 +206,15 @@ async fn a_github_connection_with_missing_scopes_is_refused_by_the_cli() {
     github.clear_faults();
     let run = sextant_async(
         home.path(),
-        &["connection", "add", "gh", "--type", "github", "--secrets-file", secrets_arg],
+        &[
+            "connection",
+            "add",
+            "gh",
+            "--type",
+            "github",
+            "--secrets-file",
+            secrets_arg,
+        ],
         &[key],
     )
     .await;
@@ -198,7 +222,8 @@ async fn a_github_connection_with_missing_scopes_is_refused_by_the_cli() {
     let run = sextant_async(home.path(), &["connection", "test", "gh"], &[key]).await;
     assert_eq!(run.code, 0, "{}", run.all_output());
     assert!(
-        run.stdout.contains("test succeeded") && run.stdout.contains("classic token of ada-lovelace"),
+        run.stdout.contains("test succeeded")
+            && run.stdout.contains("classic token of ada-lovelace"),
         "{}",
         run.stdout
     );

@@ -45,7 +45,10 @@ impl Store {
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(|e| busy(&self.path, e))?;
-        tx.execute("DELETE FROM http_cache WHERE integration = ?1", [integration])?;
+        tx.execute(
+            "DELETE FROM http_cache WHERE integration = ?1",
+            [integration],
+        )?;
         {
             let mut insert = tx.prepare(
                 "INSERT INTO http_cache (integration, url, etag, link, body) VALUES (?1, ?2, ?3, ?4, ?5)",

@@ -31,7 +31,10 @@ fn next_link_finds_rel_next() {
         ),
         (r#"<https://h/a?page=1>; rel="first""#, None),
         (r#"</relative?page=2>; rel=next"#, Some("/relative?page=2")),
-        (r#"<https://h/a>; title="x, y"; rel="prefetch NEXT""#, Some("https://h/a")),
+        (
+            r#"<https://h/a>; title="x, y"; rel="prefetch NEXT""#,
+            Some("https://h/a"),
+        ),
         (r#"<https://h/a;b>; REL="next""#, Some("https://h/a;b")),
         ("", None),
         ("garbage", None),
@@ -129,7 +132,10 @@ async fn link_pages_are_followed_with_declared_headers() {
         assert_eq!(headers["authorization"], format!("Bearer {TOKEN}").as_str());
         assert_eq!(headers["accept"], "application/vnd.github+json");
         assert_eq!(headers["x-github-api-version"], "2022-11-28");
-        assert!(headers.get("if-none-match").is_none(), "no cache, no condition");
+        assert!(
+            headers.get("if-none-match").is_none(),
+            "no cache, no condition"
+        );
     }
 }
 
@@ -159,12 +165,23 @@ async fn a_link_loop_is_stopped() {
     })
     .await;
     let err = github_client(&base, fast())
-        .get_all_pages::<u32>("/orgs/x/teams", &[("per_page", "100")], &RequestStats::new())
+        .get_all_pages::<u32>(
+            "/orgs/x/teams",
+            &[("per_page", "100")],
+            &RequestStats::new(),
+        )
         .await
         .expect_err("loop stopped");
     assert!(matches!(err, HttpError::PageLoop { .. }), "{err:?}");
-    assert!(err.to_string().contains("page=") || err.to_string().contains("per_page"), "{err}");
-    assert_eq!(seen.all().len(), 2, "the self-link is followed once, then refused");
+    assert!(
+        err.to_string().contains("page=") || err.to_string().contains("per_page"),
+        "{err}"
+    );
+    assert_eq!(
+        seen.all().len(),
+        2,
+        "the self-link is followed once, then refused"
+    );
 }
 
 #[tokio::test]
@@ -205,7 +222,11 @@ async fn a_used_up_window_waits_for_its_reset() {
     let client = github_client(&base, fast());
     let stats = RequestStats::new();
     get(&client, "/first", &stats).await.expect("first");
-    assert_eq!(stats.reset_waits(), 0, "nothing to wait for before the first");
+    assert_eq!(
+        stats.reset_waits(),
+        0,
+        "nothing to wait for before the first"
+    );
     get(&client, "/second", &stats).await.expect("second");
     let s = stats.snapshot();
     assert_eq!(s.reset_waits, 1, "{s:?}");
@@ -242,8 +263,11 @@ async fn the_reset_wait_is_capped() {
 #[tokio::test]
 async fn a_secondary_limit_403_with_retry_after_is_retried() {
     let (base, log) = scripted(vec![
-        reply(403, r#"{"message":"You have exceeded a secondary rate limit"}"#)
-            .header("retry-after", "1"),
+        reply(
+            403,
+            r#"{"message":"You have exceeded a secondary rate limit"}"#,
+        )
+        .header("retry-after", "1"),
         reply(200, r#"{"ok":true}"#),
     ])
     .await;
@@ -280,13 +304,20 @@ async fn a_403_with_an_empty_window_waits_for_the_reset() {
 #[tokio::test]
 async fn a_plain_403_is_a_refusal_even_when_403_may_throttle() {
     let (base, log) = scripted(vec![
-        reply(403, r#"{"message":"Resource protected by organization SAML enforcement"}"#)
-            .header("x-ratelimit-remaining", "4990"),
+        reply(
+            403,
+            r#"{"message":"Resource protected by organization SAML enforcement"}"#,
+        )
+        .header("x-ratelimit-remaining", "4990"),
     ])
     .await;
-    let err = get(&github_client(&base, fast()), "/orgs/x/members", &RequestStats::new())
-        .await
-        .expect_err("refused");
+    let err = get(
+        &github_client(&base, fast()),
+        "/orgs/x/members",
+        &RequestStats::new(),
+    )
+    .await
+    .expect_err("refused");
     assert!(
         matches!(err, HttpError::Unauthorized { status: 403, .. }),
         "{err:?}"
@@ -334,9 +365,10 @@ async fn an_etag_makes_the_next_request_conditional_and_a_304_replays_the_body()
             return reply(304, "").header("etag", etag);
         }
         match uri {
-            "/orgs/x/repos" => reply(200, "[1,2]")
-                .header("etag", etag)
-                .header("link", format!(r#"<{base}/orgs/x/repos?page=2>; rel="next""#)),
+            "/orgs/x/repos" => reply(200, "[1,2]").header("etag", etag).header(
+                "link",
+                format!(r#"<{base}/orgs/x/repos?page=2>; rel="next""#),
+            ),
             _ => reply(200, "[3]").header("etag", etag),
         }
     })
@@ -390,7 +422,11 @@ async fn without_the_declaration_no_condition_is_sent() {
     get(&client, "/me", &RequestStats::new()).await.expect("a");
     get(&client, "/me", &RequestStats::new()).await.expect("b");
     assert!(cache.is_empty());
-    assert!(seen.all().iter().all(|(_, h)| !h.contains_key("if-none-match")));
+    assert!(
+        seen.all()
+            .iter()
+            .all(|(_, h)| !h.contains_key("if-none-match"))
+    );
 }
 
 #[tokio::test]

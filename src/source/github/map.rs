@@ -139,7 +139,11 @@ pub fn repo(repo: &api::Repository, cx: &MapContext) -> Entity {
     let full_name = repo
         .full_name
         .clone()
-        .or_else(|| repo.owner.as_ref().map(|o| format!("{}/{}", o.login, repo.name)))
+        .or_else(|| {
+            repo.owner
+                .as_ref()
+                .map(|o| format!("{}/{}", o.login, repo.name))
+        })
         .unwrap_or_else(|| repo.name.clone());
     let mut e = cx.entity(repo_key(repo), REPO, "CodeRepo", &full_name);
     let private = repo.private.unwrap_or(true);

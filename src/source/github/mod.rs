@@ -131,11 +131,15 @@ impl GitHub {
                 integration: integration.name.clone(),
                 message: format!("settings: {message}"),
             })?;
-        let http = client(&connection.name, &connection.secrets, connection.http.clone())
-            .map_err(|message| SourceError::Connection {
-                connection: connection.name.clone(),
-                message,
-            })?;
+        let http = client(
+            &connection.name,
+            &connection.secrets,
+            connection.http.clone(),
+        )
+        .map_err(|message| SourceError::Connection {
+            connection: connection.name.clone(),
+            message,
+        })?;
         let account_name_tag = integration.tag_account_name.then(|| {
             integration
                 .account_name
@@ -159,7 +163,6 @@ impl GitHub {
         dag::execute(STEPS, self, state, concurrency, progress).await
     }
 }
-
 
 /// The step DAG of GitHub.
 pub static STEPS: &[Step<GitHub>] = &[
@@ -212,20 +215,34 @@ mod tests {
         dag::check_steps(STEPS, &schema).expect("valid step declarations");
         let produced = dag::produced_types(STEPS);
         for def in schema.entity_types_of("github") {
-            assert!(produced.contains(def.ty.as_str()), "no step produces {}", def.ty);
+            assert!(
+                produced.contains(def.ty.as_str()),
+                "no step produces {}",
+                def.ty
+            );
         }
         for def in schema.relationship_types_of("github") {
-            assert!(produced.contains(def.ty.as_str()), "no step produces {}", def.ty);
+            assert!(
+                produced.contains(def.ty.as_str()),
+                "no step produces {}",
+                def.ty
+            );
         }
     }
 
     #[test]
     fn settings_name_what_is_wrong() {
         let err = Settings::parse(&serde_json::json!({"orgs": ["a"]})).expect_err("unknown field");
-        assert!(err.contains("orgs") && err.contains("organizations"), "{err}");
+        assert!(
+            err.contains("orgs") && err.contains("organizations"),
+            "{err}"
+        );
         let err = Settings::parse(&serde_json::json!({"organizations": ["gh/acme"]}))
             .expect_err("slug, not login");
-        assert!(err.contains("organizations[0]") && err.contains("login"), "{err}");
+        assert!(
+            err.contains("organizations[0]") && err.contains("login"),
+            "{err}"
+        );
         let ok = Settings::parse(&serde_json::json!({"organizations": ["acme-corp"]})).expect("ok");
         assert_eq!(ok.organizations, ["acme-corp"]);
         assert_eq!(ok.concurrency, 4);

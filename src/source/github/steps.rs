@@ -104,9 +104,8 @@ fn orgs(cx: &GitHub) -> Vec<api::Organization> {
 pub(super) fn organizations<'a>(cx: &'a GitHub, s: &'a StepScope<'a>) -> StepResult<'a> {
     Box::pin(async move {
         let logins: Vec<String> = if cx.settings.organizations.is_empty() {
-            let listed: Vec<api::OrgSummary> = list(cx, s, "/user/orgs", &[])
-                .await
-                .map_err(|e| fail(&e))?;
+            let listed: Vec<api::OrgSummary> =
+                list(cx, s, "/user/orgs", &[]).await.map_err(|e| fail(&e))?;
             if listed.is_empty() {
                 s.warn(
                     "the token sees no organisations; a classic token needs read:org, a fine-grained token must be created for the organisation",
@@ -167,11 +166,7 @@ pub(super) fn members<'a>(cx: &'a GitHub, s: &'a StepScope<'a>) -> StepResult<'a
             let admins: BTreeSet<String> = admins.iter().map(map::user_key).collect();
             for member in members {
                 let key = map::user_key(&member);
-                s.relationship(map::account_has_user(
-                    &account,
-                    &key,
-                    admins.contains(&key),
-                ));
+                s.relationship(map::account_has_user(&account, &key, admins.contains(&key)));
                 users.entry(key).or_insert(member);
             }
         }
@@ -186,7 +181,10 @@ pub(super) fn teams<'a>(cx: &'a GitHub, s: &'a StepScope<'a>) -> StepResult<'a> 
     Box::pin(async move {
         let results = fan_out(orgs(cx), cx.settings.concurrency, |org| async move {
             let teams = list::<api::Team>(cx, s, &org_path(&org.login, "/teams"), &[]).await;
-            (format!("teams of organisation {}", org.login), teams.map(|t| (org, t)))
+            (
+                format!("teams of organisation {}", org.login),
+                teams.map(|t| (org, t)),
+            )
         })
         .await;
         let (ok, error) = settle(s, results);
@@ -221,11 +219,18 @@ fn team_path(org: &str, team: &api::Team, rest: &str) -> String {
 
 pub(super) fn team_members<'a>(cx: &'a GitHub, s: &'a StepScope<'a>) -> StepResult<'a> {
     Box::pin(async move {
-        let results = fan_out(teams_of(cx), cx.settings.concurrency, |(org, team)| async move {
-            let path = team_path(&org, &team, "/members");
-            let members = list::<api::SimpleUser>(cx, s, &path, &[]).await;
-            (format!("members of team {org}/{}", team.slug), members.map(|m| (team, m)))
-        })
+        let results = fan_out(
+            teams_of(cx),
+            cx.settings.concurrency,
+            |(org, team)| async move {
+                let path = team_path(&org, &team, "/members");
+                let members = list::<api::SimpleUser>(cx, s, &path, &[]).await;
+                (
+                    format!("members of team {org}/{}", team.slug),
+                    members.map(|m| (team, m)),
+                )
+            },
+        )
         .await;
         let (ok, error) = settle(s, results);
         for (_, (team, members)) in ok {
@@ -249,7 +254,10 @@ pub(super) fn repos<'a>(cx: &'a GitHub, s: &'a StepScope<'a>) -> StepResult<'a> 
         let results = fan_out(orgs(cx), cx.settings.concurrency, |org| async move {
             let path = org_path(&org.login, "/repos");
             let repos = list::<api::Repository>(cx, s, &path, &[("type", "all")]).await;
-            (format!("repositories of organisation {}", org.login), repos.map(|r| (org, r)))
+            (
+                format!("repositories of organisation {}", org.login),
+                repos.map(|r| (org, r)),
+            )
         })
         .await;
         let (ok, error) = settle(s, results);
@@ -273,11 +281,18 @@ pub(super) fn repos<'a>(cx: &'a GitHub, s: &'a StepScope<'a>) -> StepResult<'a> 
 
 pub(super) fn team_repos<'a>(cx: &'a GitHub, s: &'a StepScope<'a>) -> StepResult<'a> {
     Box::pin(async move {
-        let results = fan_out(teams_of(cx), cx.settings.concurrency, |(org, team)| async move {
-            let path = team_path(&org, &team, "/repos");
-            let repos = list::<api::Repository>(cx, s, &path, &[]).await;
-            (format!("repositories of team {org}/{}", team.slug), repos.map(|r| (team, r)))
-        })
+        let results = fan_out(
+            teams_of(cx),
+            cx.settings.concurrency,
+            |(org, team)| async move {
+                let path = team_path(&org, &team, "/repos");
+                let repos = list::<api::Repository>(cx, s, &path, &[]).await;
+                (
+                    format!("repositories of team {org}/{}", team.slug),
+                    repos.map(|r| (team, r)),
+                )
+            },
+        )
         .await;
         let (ok, error) = settle(s, results);
         for (_, (team, repos)) in ok {

@@ -59,7 +59,11 @@ repositories and Members and Administration on the organisation"
         Err(format!(
             "the classic token of {login} lacks the scope(s) {} (it has: {}); edit the token at https://github.com/settings/tokens to add {}, or create a new one with repo, read:org and read:user",
             missing.join(", "),
-            if scopes.trim().is_empty() { "none" } else { scopes.trim() },
+            if scopes.trim().is_empty() {
+                "none"
+            } else {
+                scopes.trim()
+            },
             missing.join(", "),
         ))
     }

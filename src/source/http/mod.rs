@@ -375,8 +375,11 @@ impl HttpClient {
                     "header {name} is the auth header; it cannot be set twice"
                 )));
             }
-            let value = HeaderValue::from_str(value)
-                .map_err(|_| bad(format!("the value of header {name} is not a valid header value")))?;
+            let value = HeaderValue::from_str(value).map_err(|_| {
+                bad(format!(
+                    "the value of header {name} is not a valid header value"
+                ))
+            })?;
             headers.insert(name, value);
         }
         let http = reqwest::Client::builder()

@@ -11,8 +11,8 @@
 use std::collections::HashSet;
 use std::marker::PhantomData;
 
-use serde::de::DeserializeOwned;
 use reqwest::header::LINK;
+use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use crate::graph::describe;
@@ -80,7 +80,8 @@ impl Pagination {
                     .into_iter()
                     .enumerate()
                     .map(|(i, item)| {
-                        serde_json::from_value(item).map_err(|e| decode_error(format!("[{i}]: {e}")))
+                        serde_json::from_value(item)
+                            .map_err(|e| decode_error(format!("[{i}]: {e}")))
                     })
                     .collect::<Result<Vec<T>, _>>()?;
                 let next = match fetched.headers.get(LINK) {
@@ -91,9 +92,13 @@ impl Pagination {
                         })?;
                         match next_link(text) {
                             None => None,
-                            Some(target) => Some(Cursor::Url(current.join(&target).map_err(
-                                |e| decode_error(format!("the Link header's next URL {target:?}: {e}")),
-                            )?)),
+                            Some(target) => {
+                                Some(Cursor::Url(current.join(&target).map_err(|e| {
+                                    decode_error(format!(
+                                        "the Link header's next URL {target:?}: {e}"
+                                    ))
+                                })?))
+                            }
                         }
                     }
                 };

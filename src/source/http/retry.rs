@@ -34,10 +34,17 @@ pub(crate) struct Fetched {
 /// Why an attempt failed in a way worth retrying.
 enum Transient {
     /// 429, or a 403 the source declared may mean throttling.
-    Throttled { status: u16 },
-    Server { status: u16, excerpt: String },
+    Throttled {
+        status: u16,
+    },
+    Server {
+        status: u16,
+        excerpt: String,
+    },
     Timeout,
-    Connect { message: String },
+    Connect {
+        message: String,
+    },
 }
 
 enum Failure {
@@ -209,7 +216,10 @@ impl HttpClient {
         }
         if let Some(at) = header_u64(headers, reset) {
             let at = SystemTime::UNIX_EPOCH + Duration::from_secs(at);
-            tracing::debug!(remaining = left, "the API's rate-limit window is nearly used up");
+            tracing::debug!(
+                remaining = left,
+                "the API's rate-limit window is nearly used up"
+            );
             *paused = Some(paused.map_or(at, |p| p.max(at)));
         }
     }
@@ -252,7 +262,10 @@ impl HttpClient {
         {
             stats.add_not_modified();
             let mut headers = response.headers().clone();
-            if let Some(link) = cached.link.as_deref().and_then(|l| HeaderValue::from_str(l).ok())
+            if let Some(link) = cached
+                .link
+                .as_deref()
+                .and_then(|l| HeaderValue::from_str(l).ok())
             {
                 headers.insert(LINK, link);
             }
