@@ -503,11 +503,11 @@ async fn malformed_json_fails_one_step_naming_the_endpoint() {
     // security HAS eve would have been deleted by a complete run: kept
     // (7 collected from day2's other teams + eve's); grace's is not collected.
     assert_eq!(h.counts()["github_team_has_user"], 7 + 1);
-    let kept = h
+    let deleted = h
         .events_after(0)
         .into_iter()
         .any(|e| e.action == Action::Deleted && e.ty == "github_team_has_user");
-    assert!(!kept, "no team membership deleted");
+    assert!(!deleted, "no team membership deleted");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
