@@ -316,7 +316,7 @@ async fn an_unchanged_second_sync_in_a_new_process_is_answered_with_304s() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_cache_entry_for_another_token_does_not_leak_a_body() {
+async fn a_rejected_token_never_gets_a_replayed_body() {
     // The fixture server's ETags do not vary by token, but a 401 never
     // replays: the token is checked before conditions.
     let mut h = Harness::start().await;
