@@ -104,8 +104,16 @@ pub struct StepOutcome {
     pub relationships: u64,
     pub requests: u64,
     pub retries: u64,
-    /// Time spent waiting on rate limits (our limiter and `Retry-After`).
+    /// Time spent waiting on rate limits (our limiter, `Retry-After` and
+    /// rate-limit window resets).
     pub waited_ms: u64,
+    /// `304 Not Modified` answers (conditional requests; bodies replayed).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub not_modified: u64,
+    /// Of `waited_ms`, the time spent waiting for the API's rate-limit
+    /// window to reset.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub reset_wait_ms: u64,
     pub duration_ms: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
@@ -128,6 +136,8 @@ impl StepOutcome {
             requests: 0,
             retries: 0,
             waited_ms: 0,
+            not_modified: 0,
+            reset_wait_ms: 0,
             duration_ms: 0,
             error: None,
             warnings: Vec::new(),
@@ -180,4 +190,8 @@ pub fn run_status(steps: &[StepOutcome]) -> RunStatus {
     } else {
         RunStatus::Partial
     }
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }

@@ -12,8 +12,9 @@ use crate::config::IntegrationConfig;
 use crate::graph::Schema;
 use crate::run::{RunStatus, StepOutcome, complete_types, run_status};
 use crate::source::dag::{Progress, RunState};
+use crate::source::http::{CachedResponse, ResponseCache};
 use crate::source::{ResolvedConnection, SourceError, SourceKind};
-use crate::store::{Store, StoreError};
+use crate::store::{HttpCacheRow, Store, StoreError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SyncError {
@@ -62,7 +63,11 @@ pub async fn run_sync(
     if !integration.enabled {
         return Err(SyncError::Disabled(integration.name.clone()));
     }
-    let source = SourceKind::new(integration, connection)?;
+    // Conditional requests: the integration's ETag cache, kept between runs.
+    let cache = load_response_cache(store, &integration.name);
+    let mut connection = connection.clone();
+    connection.http.response_cache = Some(cache.clone());
+    let source = SourceKind::new(integration, &connection)?;
     let started_at = now_rfc3339();
     let clock = Instant::now();
     let sync_id = store.begin_run(&integration.name)?;
@@ -88,6 +93,7 @@ pub async fn run_sync(
             return Err(e.into());
         }
     };
+    save_response_cache(store, &integration.name, &cache);
     tracing::info!(
         integration = %integration.name,
         sync_id,
@@ -112,4 +118,44 @@ pub async fn run_sync(
         deleted: changes.deleted,
         steps,
     })
+}
+
+/// The integration's stored ETag cache. A cache that cannot be read costs
+/// full requests, never the run: it is logged and replaced by an empty one.
+fn load_response_cache(store: &Store, integration: &str) -> ResponseCache {
+    match store.load_http_cache(integration) {
+        Ok(rows) => ResponseCache::from_entries(rows.into_iter().map(|row| {
+            let entry = CachedResponse {
+                etag: row.etag,
+                link: row.link,
+                body: row.body,
+            };
+            (row.url, entry)
+        })),
+        Err(e) => {
+            tracing::warn!(integration, error = %e, "The HTTP cache could not be read; requesting everything in full.");
+            ResponseCache::new()
+        }
+    }
+}
+
+/// Saves what the run's requests kept (after the graph commit, in its own
+/// transaction: the cache only ever saves requests, it holds no graph state).
+fn save_response_cache(store: &mut Store, integration: &str, cache: &ResponseCache) {
+    if !cache.needs_saving() {
+        return;
+    }
+    let rows: Vec<HttpCacheRow> = cache
+        .entries_to_keep()
+        .into_iter()
+        .map(|(url, entry)| HttpCacheRow {
+            url,
+            etag: entry.etag,
+            link: entry.link,
+            body: entry.body,
+        })
+        .collect();
+    if let Err(e) = store.save_http_cache(integration, &rows) {
+        tracing::warn!(integration, error = %e, "The HTTP cache could not be saved; the next run requests everything in full.");
+    }
 }

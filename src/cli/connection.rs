@@ -227,6 +227,9 @@ pub fn run(cx: &Context, cmd: ConnectionCommand) -> anyhow::Result<i32> {
             match &outcome.error {
                 None => {
                     println!("connection {}: test succeeded", outcome.connection);
+                    if let Some(note) = &outcome.note {
+                        println!("note: {note}");
+                    }
                     Ok(0)
                 }
                 Some(error) => {

@@ -190,18 +190,25 @@ fn scrub(text: &str, secrets: &Secrets) -> String {
     out
 }
 
-/// Tests credentials against the service (CircleCI: `GET /api/v2/me`).
-/// The error never holds a secret.
+/// Tests credentials against the service (CircleCI: `GET /api/v2/me`;
+/// GitHub: `GET /user` and the classic token's scopes). `Ok` may carry a
+/// note worth showing (what kind of token it is, what could not be
+/// checked). Neither the note nor the error ever holds a secret.
 pub async fn test_secrets(
     ty: &ConnectionType,
     connection: &str,
     secrets: &Secrets,
-) -> Result<(), String> {
+) -> Result<Option<String>, String> {
     let result = match ty.name {
-        "circleci" => test_circleci(connection, secrets).await,
+        "circleci" => test_circleci(connection, secrets).await.map(|()| None),
+        "github" => crate::source::github::verify::verify(connection, secrets)
+            .await
+            .map(Some),
         other => Err(format!("connections of type {other} cannot be tested yet")),
     };
-    result.map_err(|message| scrub(&message, secrets))
+    result
+        .map(|note| note.map(|n| scrub(&n, secrets)))
+        .map_err(|message| scrub(&message, secrets))
 }
 
 async fn test_circleci(connection: &str, secrets: &Secrets) -> Result<(), String> {
@@ -492,6 +499,10 @@ pub struct TestOutcome {
     pub connection: String,
     pub succeeded: bool,
     pub error: Option<String>,
+    /// What the test found besides success (e.g. a token whose permissions
+    /// cannot be listed).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
     pub tested_at: String,
 }
 
@@ -513,6 +524,7 @@ pub async fn test_connection(
     Ok(TestOutcome {
         connection: row.name,
         succeeded: result.is_ok(),
+        note: result.as_ref().ok().cloned().flatten(),
         error: result.err(),
         tested_at: now,
     })

@@ -81,7 +81,32 @@ const CIRCLECI: ConnectionType = ConnectionType {
 project tokens cannot list pipelines or contexts. Read access is enough: Sextant only calls GET endpoints.",
 };
 
-static TYPES: &[ConnectionType] = &[CIRCLECI];
+const GITHUB: ConnectionType = ConnectionType {
+    name: "github",
+    human_name: "GitHub",
+    fields: &[
+        FieldDef {
+            name: "token",
+            description: "A GitHub personal access token: classic (scopes repo, read:org, read:user) or fine-grained (read-only Metadata, Contents, Pull requests on repositories; Members, Administration on the organisation).",
+            sensitive: true,
+            required: true,
+            default: None,
+        },
+        FieldDef {
+            name: "api_url",
+            description: "Base URL of the GitHub REST API: https://api.github.com, or https://HOST/api/v3 for GitHub Enterprise Server.",
+            sensitive: false,
+            required: false,
+            default: Some("https://api.github.com"),
+        },
+    ],
+    token_requirements: "a classic personal access token with the repo, read:org and read:user scopes, \
+or a fine-grained personal access token with read-only Metadata, Contents and Pull requests permissions on the \
+repositories and read-only Members and Administration permissions on the organisation. Where the organisation \
+enforces SAML single sign-on, authorise the token for it. Sextant only calls GET endpoints.",
+};
+
+static TYPES: &[ConnectionType] = &[CIRCLECI, GITHUB];
 
 pub fn connection_types() -> &'static [ConnectionType] {
     TYPES

@@ -318,6 +318,8 @@ async fn run_step<'a, C: Sync>(
     outcome.requests = scope.stats.requests();
     outcome.retries = scope.stats.retries();
     outcome.waited_ms = scope.stats.waited_ms();
+    outcome.not_modified = scope.stats.not_modified();
+    outcome.reset_wait_ms = scope.stats.reset_wait_ms();
     let fatal = match result {
         Ok(()) if outcome.warnings.is_empty() && outcome.problems.is_empty() => false,
         Ok(()) => {

@@ -3,6 +3,7 @@
 
 pub mod circleci;
 pub mod dag;
+pub mod github;
 pub mod http;
 
 use crate::config::IntegrationConfig;
@@ -36,13 +37,17 @@ pub enum SourceError {
 pub fn check_settings(connection_type: &str, settings: &serde_json::Value) -> Result<(), String> {
     match connection_type {
         "circleci" => circleci::Settings::parse(settings).map(|_| ()),
+        "github" => github::Settings::parse(settings).map(|_| ()),
         _ => Ok(()),
     }
 }
 
 /// Every source Sextant knows. A closed enum: adding a source is adding a variant.
+/// One value lives per run, so the size difference between variants is moot.
+#[allow(clippy::large_enum_variant)]
 pub enum SourceKind {
     CircleCi(circleci::CircleCi),
+    GitHub(github::GitHub),
 }
 
 impl SourceKind {
@@ -55,6 +60,7 @@ impl SourceKind {
             "circleci" => {
                 circleci::CircleCi::new(integration, connection).map(SourceKind::CircleCi)
             }
+            "github" => github::GitHub::new(integration, connection).map(SourceKind::GitHub),
             other => Err(SourceError::Connection {
                 connection: connection.name.clone(),
                 message: format!("connection type {other:?} has no source yet"),
@@ -65,6 +71,7 @@ impl SourceKind {
     pub fn name(&self) -> &'static str {
         match self {
             SourceKind::CircleCi(_) => "circleci",
+            SourceKind::GitHub(_) => "github",
         }
     }
 
@@ -72,6 +79,7 @@ impl SourceKind {
     pub async fn collect(&self, state: &RunState, progress: Option<&Progress>) -> Vec<StepOutcome> {
         match self {
             SourceKind::CircleCi(source) => source.collect(state, progress).await,
+            SourceKind::GitHub(source) => source.collect(state, progress).await,
         }
     }
 }

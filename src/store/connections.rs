@@ -341,12 +341,16 @@ impl Store {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
-    /// Deletes an integration's definition (its graph rows stay). True if it existed.
+    /// Deletes an integration's definition and its HTTP cache (its graph
+    /// rows and events stay). True if it existed.
     pub fn delete_integration(&mut self, name: &str) -> Result<bool, StoreError> {
-        let n = self
+        let tx = self
             .conn
-            .execute("DELETE FROM integrations WHERE name = ?1", [name])
+            .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(|e| busy(&self.path, e))?;
+        let n = tx.execute("DELETE FROM integrations WHERE name = ?1", [name])?;
+        tx.execute("DELETE FROM http_cache WHERE integration = ?1", [name])?;
+        tx.commit()?;
         Ok(n > 0)
     }
 }

@@ -135,6 +135,17 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     ALTER TABLE connections ADD COLUMN managed_by TEXT NOT NULL DEFAULT 'cli';
     ALTER TABLE integrations ADD COLUMN managed_by TEXT NOT NULL DEFAULT 'cli';
     ",
+    // 4: HTTP ETag cache per integration (conditional requests across runs).
+    "
+    CREATE TABLE http_cache (
+        integration TEXT NOT NULL,
+        url         TEXT NOT NULL,
+        etag        TEXT NOT NULL,
+        link        TEXT,
+        body        BLOB NOT NULL,
+        PRIMARY KEY (integration, url)
+    ) WITHOUT ROWID;
+    ",
 ];
 
 /// Brings the database to the latest schema, refusing one that is newer.

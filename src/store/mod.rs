@@ -13,6 +13,7 @@
 mod connections;
 mod events;
 mod graph;
+mod http_cache;
 mod migrations;
 mod runs;
 mod write;
@@ -25,6 +26,7 @@ use time::OffsetDateTime;
 use time::macros::format_description;
 
 pub use connections::{ConnectionRow, IntegrationRow, Upsert};
+pub use http_cache::HttpCacheRow;
 pub use runs::RunRecord;
 
 /// The schema version this build creates and upgrades to.

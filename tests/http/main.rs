@@ -2,6 +2,7 @@
 //! retries, Retry-After, timeouts, auth errors and redaction, decoding, size
 //! and rate limits. Pagination is in `pagination.rs`, helpers in `support.rs`.
 
+mod github_style;
 mod pagination;
 mod support;
 

@@ -45,11 +45,16 @@ pub enum HttpError {
         excerpt: String,
     },
 
-    /// Still 429 after every retry.
+    /// Still throttled (429, or a 403 the source declared may mean
+    /// throttling) after every retry.
     #[error(
-        "still throttled (429) on {endpoint} after {attempts} attempts; lower this connection's rate limit or sync less often"
+        "still throttled ({status}) on {endpoint} after {attempts} attempts; lower this connection's rate limit or sync less often"
     )]
-    Throttled { endpoint: String, attempts: u32 },
+    Throttled {
+        endpoint: String,
+        status: u16,
+        attempts: u32,
+    },
 
     /// Still 500/502/503/504 after every retry.
     #[error(
@@ -93,6 +98,13 @@ pub enum HttpError {
     #[error("could not decode the response from {endpoint}: {message}")]
     Decode { endpoint: String, message: String },
 
+    /// A `Link` header pointed the next page at another origin than the
+    /// base URL's; following it would send the token there.
+    #[error(
+        "the next-page link of {endpoint} leads to {origin}, not to the connection's API; the listing was stopped so the token is not sent elsewhere"
+    )]
+    ForeignPageLink { endpoint: String, origin: String },
+
     /// The server handed back a page cursor it had already given.
     #[error(
         "pagination loop on {endpoint}: page token {token_excerpt:?} was returned twice; the listing was stopped to avoid fetching forever"
@@ -123,6 +135,7 @@ impl HttpError {
             HttpError::TooLarge { .. } => "too_large",
             HttpError::Decode { .. } => "decode",
             HttpError::PageLoop { .. } => "page_loop",
+            HttpError::ForeignPageLink { .. } => "foreign_page_link",
             HttpError::TooManyPages { .. } => "too_many_pages",
         }
     }
@@ -154,9 +167,9 @@ impl HttpError {
         match self {
             HttpError::Unauthorized { status, .. }
             | HttpError::Status { status, .. }
-            | HttpError::Server { status, .. } => Some(*status),
+            | HttpError::Server { status, .. }
+            | HttpError::Throttled { status, .. } => Some(*status),
             HttpError::NotFound { .. } => Some(404),
-            HttpError::Throttled { .. } => Some(429),
             _ => None,
         }
     }

@@ -3,8 +3,11 @@
 //! pagination and per-step accounting. It touches the network and nothing else.
 //!
 //! A source supplies an [`HttpSource`] (base URL, auth header, connection
-//! name, what the token needs, pagination style) and an [`HttpConfig`];
-//! everything else lives here, so no source writes its own HTTP loop.
+//! name, what the token needs, pagination style, and what differs between
+//! APIs as declarations: extra headers, how its rate-limit headers are read,
+//! whether a 403 can mean throttling, whether to make conditional requests)
+//! and an [`HttpConfig`]; everything else lives here, so no source writes its
+//! own HTTP loop and this layer has no branch on which source it serves.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), sextant::source::http::HttpError> {
@@ -25,9 +28,11 @@
 //! Invariants: the auth value is a sensitive `HeaderValue` held only inside
 //! [`HttpClient`]; it never reaches `Debug`, an error, or a tracing field.
 //! Redirects are followed only to the base URL's origin, so the header is
-//! never sent to another host. `X-RateLimit-*` headers are never read as
-//! delays; only `Retry-After` is.
+//! never sent to another host. Rate-limit count headers are never read as
+//! delays unless the source declares [`RateLimitHeaders::WaitForReset`];
+//! `Retry-After` always is.
 
+mod cache;
 mod error;
 mod paginate;
 mod path;
@@ -36,16 +41,17 @@ mod stats;
 
 use std::fmt;
 use std::hash::{BuildHasher, Hasher};
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
 
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use reqwest::header::{self, HeaderMap, HeaderName, HeaderValue};
 use serde::de::DeserializeOwned;
 use url::Url;
 
+pub use cache::{CachedResponse, ResponseCache};
 pub use error::HttpError;
-pub use paginate::{Pages, Pagination};
+pub use paginate::{Pages, Pagination, next_link};
 pub use path::{encode_path, encode_segment};
 pub use stats::{RequestCounts, RequestStats};
 
@@ -65,6 +71,38 @@ pub struct HttpSource {
     pub token_help: String,
     /// How list endpoints are paginated by default.
     pub pagination: Pagination,
+    /// Headers sent with every request besides the auth header
+    /// (`Accept: application/vnd.github+json`). Not secret.
+    pub headers: Vec<(String, String)>,
+    /// How the API's rate-limit headers are read.
+    pub rate_limit_headers: RateLimitHeaders,
+    /// Whether a 403 carrying `Retry-After`, or the declared remaining
+    /// header at 0, is throttling (retried) rather than a refusal. A 403
+    /// without either is always an auth or permission error.
+    pub forbidden_may_throttle: bool,
+    /// Whether to send `If-None-Match` with the `ETag` of the last response
+    /// for a URL and replay its body on `304 Not Modified` (needs
+    /// [`HttpConfig::response_cache`]).
+    pub conditional_requests: bool,
+}
+
+/// How a source's rate-limit response headers are read.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum RateLimitHeaders {
+    /// Never: they are counts, not delays (CircleCI's `X-RateLimit-*`).
+    /// Only `Retry-After` delays a request.
+    #[default]
+    Counts,
+    /// `remaining` requests are left in a window that ends at `reset`
+    /// (Unix seconds). When a response says `remaining <= low_water`, the
+    /// next request waits until the reset (capped by
+    /// [`HttpConfig::reset_wait_cap`]) instead of being refused (GitHub's
+    /// `x-ratelimit-remaining` / `x-ratelimit-reset`).
+    WaitForReset {
+        remaining: &'static str,
+        reset: &'static str,
+        low_water: u64,
+    },
 }
 
 impl HttpSource {
@@ -82,7 +120,33 @@ impl HttpSource {
             auth_value: auth_value.into(),
             token_help: "check that the token is valid and has the required access".to_owned(),
             pagination: Pagination::body_token(),
+            headers: Vec::new(),
+            rate_limit_headers: RateLimitHeaders::Counts,
+            forbidden_may_throttle: false,
+            conditional_requests: false,
         }
+    }
+
+    /// Adds a header sent with every request (replacing a default one of the
+    /// same name, such as `Accept`).
+    pub fn header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.headers.push((name.into(), value.into()));
+        self
+    }
+
+    pub fn rate_limit_headers(mut self, policy: RateLimitHeaders) -> Self {
+        self.rate_limit_headers = policy;
+        self
+    }
+
+    pub fn forbidden_may_throttle(mut self, yes: bool) -> Self {
+        self.forbidden_may_throttle = yes;
+        self
+    }
+
+    pub fn conditional_requests(mut self, yes: bool) -> Self {
+        self.conditional_requests = yes;
+        self
     }
 
     pub fn token_help(mut self, help: impl Into<String>) -> Self {
@@ -105,6 +169,10 @@ impl fmt::Debug for HttpSource {
             .field("auth_value", &"[redacted]")
             .field("token_help", &self.token_help)
             .field("pagination", &self.pagination)
+            .field("headers", &self.headers)
+            .field("rate_limit_headers", &self.rate_limit_headers)
+            .field("forbidden_may_throttle", &self.forbidden_may_throttle)
+            .field("conditional_requests", &self.conditional_requests)
             .finish()
     }
 }
@@ -171,6 +239,12 @@ pub struct HttpConfig {
     pub max_response_bytes: usize,
     /// Listings longer than this fail with [`HttpError::TooManyPages`].
     pub max_pages: usize,
+    /// The longest wait for a rate-limit window to reset
+    /// ([`RateLimitHeaders::WaitForReset`]); longer resets wait this long.
+    pub reset_wait_cap: Duration,
+    /// Where conditional requests keep ETags and bodies; `None` disables
+    /// them whatever the source declares. `sync` loads it per integration.
+    pub response_cache: Option<ResponseCache>,
 }
 
 impl Default for HttpConfig {
@@ -187,6 +261,8 @@ impl Default for HttpConfig {
             retry_after_cap: Duration::from_secs(120),
             max_response_bytes: 32 * 1024 * 1024,
             max_pages: 1000,
+            reset_wait_cap: Duration::from_secs(600),
+            response_cache: None,
         }
     }
 }
@@ -206,9 +282,16 @@ struct Inner {
     auth_value: HeaderValue,
     token_help: String,
     pagination: Pagination,
+    rate_limit_headers: RateLimitHeaders,
+    forbidden_may_throttle: bool,
+    /// The cache conditional requests use, when the source declared them.
+    cache: Option<ResponseCache>,
     config: HttpConfig,
     http: reqwest::Client,
     limiter: DefaultDirectRateLimiter,
+    /// Set when a response said the rate-limit window is (nearly) used up:
+    /// no request is sent before this time.
+    paused_until: Mutex<Option<SystemTime>>,
 }
 
 impl fmt::Debug for HttpClient {
@@ -220,6 +303,8 @@ impl fmt::Debug for HttpClient {
             .field("auth_header", &inner.auth_name.as_str())
             .field("auth_value", &"[redacted]")
             .field("pagination", &inner.pagination)
+            .field("rate_limit_headers", &inner.rate_limit_headers)
+            .field("conditional_requests", &inner.cache.is_some())
             .field("config", &inner.config)
             .finish_non_exhaustive()
     }
@@ -236,6 +321,10 @@ impl HttpClient {
             auth_value,
             token_help,
             pagination,
+            headers: extra_headers,
+            rate_limit_headers,
+            forbidden_may_throttle,
+            conditional_requests,
         } = source;
         let bad = |message: String| HttpError::Config {
             connection: connection.clone(),
@@ -278,6 +367,21 @@ impl HttpClient {
 
         let mut headers = HeaderMap::new();
         headers.insert(header::ACCEPT, HeaderValue::from_static("application/json"));
+        for (name, value) in &extra_headers {
+            let name = HeaderName::from_bytes(name.as_bytes())
+                .map_err(|_| bad(format!("{name:?} is not a valid header name")))?;
+            if name == auth_name {
+                return Err(bad(format!(
+                    "header {name} is the auth header; it cannot be set twice"
+                )));
+            }
+            let value = HeaderValue::from_str(value).map_err(|_| {
+                bad(format!(
+                    "the value of header {name} is not a valid header value"
+                ))
+            })?;
+            headers.insert(name, value);
+        }
         let http = reqwest::Client::builder()
             .user_agent(config.user_agent.clone())
             .default_headers(headers)
@@ -287,6 +391,11 @@ impl HttpClient {
             .build()
             .map_err(|e| bad(format!("cannot build the HTTP client: {e}")))?;
 
+        let cache = if conditional_requests {
+            config.response_cache.clone()
+        } else {
+            None
+        };
         Ok(Self {
             inner: Arc::new(Inner {
                 connection,
@@ -295,9 +404,13 @@ impl HttpClient {
                 auth_value,
                 token_help,
                 pagination,
+                rate_limit_headers,
+                forbidden_may_throttle,
+                cache,
                 config,
                 http,
                 limiter: RateLimiter::direct(quota),
+                paused_until: Mutex::new(None),
             }),
         })
     }
@@ -326,6 +439,23 @@ impl HttpClient {
             endpoint: fetched.endpoint,
             message: e.to_string(),
         })
+    }
+
+    /// Like [`HttpClient::get_json`], also returning the response headers
+    /// (for a `304`, the cached `Link` and the `304`'s own headers).
+    pub async fn get_json_with_headers<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        query: &[(&str, &str)],
+        stats: &RequestStats,
+    ) -> Result<(T, HeaderMap), HttpError> {
+        let url = self.url(path, query)?;
+        let fetched = self.fetch(&url, stats).await?;
+        let value = serde_json::from_slice(&fetched.body).map_err(|e| HttpError::Decode {
+            endpoint: fetched.endpoint,
+            message: e.to_string(),
+        })?;
+        Ok((value, fetched.headers))
     }
 
     /// Every item of a paginated listing, in order, using the source's
@@ -366,6 +496,12 @@ impl HttpClient {
     ) -> Result<Pages<'a, T>, HttpError> {
         let url = self.url(path, query)?;
         Ok(Pages::new(self, pagination, url, stats))
+    }
+
+    /// Whether `url` is on the base URL's origin (scheme, host and port):
+    /// the only place a page link may lead, so the token never leaves it.
+    pub(crate) fn same_origin(&self, url: &Url) -> bool {
+        url.origin() == self.inner.base_url.origin()
     }
 
     /// `base_url` + `path` (already encoded) + `query` (encoded here as

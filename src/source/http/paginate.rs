@@ -3,14 +3,15 @@
 //!
 //! A style turns a response into a [`Page`] (items plus an optional
 //! [`Cursor`]); a cursor turns the current URL into the next one. The loop in
-//! [`Pages::next_page`] only sees pages and cursors, so a new style (GitHub's
-//! `Link: <…>; rel="next"` would be `Pagination::LinkHeader` yielding a
-//! `Cursor::Url`, checked to stay on the base URL's origin) is one more
-//! variant here, not a branch in the loop.
+//! [`Pages::next_page`] only sees pages and cursors, so a new style is one
+//! more variant here, not a branch in the loop: `Link: <…>; rel="next"`
+//! ([`Pagination::LinkHeader`]) yields a `Cursor::Url`, which the loop checks
+//! stays on the base URL's origin.
 
 use std::collections::HashSet;
 use std::marker::PhantomData;
 
+use reqwest::header::LINK;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
@@ -39,6 +40,11 @@ pub enum Pagination {
         token_field: &'static str,
         query_param: &'static str,
     },
+    /// The body is a JSON array of items; the next page is the URL in the
+    /// `Link` header's `rel="next"` entry (RFC 8288; GitHub). No `Link`, or
+    /// no `next` in it, ends the listing. The URL may be relative to the
+    /// page's, and must stay on the base URL's origin.
+    LinkHeader,
 }
 
 impl Pagination {
@@ -51,12 +57,53 @@ impl Pagination {
         }
     }
 
-    fn decode<T: DeserializeOwned>(&self, fetched: &Fetched) -> Result<Page<T>, HttpError> {
+    fn decode<T: DeserializeOwned>(
+        &self,
+        fetched: &Fetched,
+        current: &Url,
+    ) -> Result<Page<T>, HttpError> {
         let decode_error = |message: String| HttpError::Decode {
             endpoint: fetched.endpoint.clone(),
             message,
         };
         match self {
+            Pagination::LinkHeader => {
+                let body: Value = serde_json::from_slice(&fetched.body)
+                    .map_err(|e| decode_error(e.to_string()))?;
+                let Value::Array(items) = body else {
+                    return Err(decode_error(format!(
+                        "expected an array of items, got {}",
+                        describe(&body)
+                    )));
+                };
+                let items = items
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, item)| {
+                        serde_json::from_value(item)
+                            .map_err(|e| decode_error(format!("[{i}]: {e}")))
+                    })
+                    .collect::<Result<Vec<T>, _>>()?;
+                let next = match fetched.headers.get(LINK) {
+                    None => None,
+                    Some(value) => {
+                        let text = value.to_str().map_err(|_| {
+                            decode_error("the Link header is not visible ASCII".to_owned())
+                        })?;
+                        match next_link(text) {
+                            None => None,
+                            Some(target) => {
+                                Some(Cursor::Url(current.join(&target).map_err(|e| {
+                                    decode_error(format!(
+                                        "the Link header's next URL {target:?}: {e}"
+                                    ))
+                                })?))
+                            }
+                        }
+                    }
+                };
+                Ok(Page { items, next })
+            }
             Pagination::BodyToken {
                 items_field,
                 token_field,
@@ -117,11 +164,49 @@ pub(crate) struct Page<T> {
     pub(crate) next: Option<Cursor>,
 }
 
+/// The `rel="next"` target of a `Link` header value (RFC 8288), as written
+/// (possibly relative). `rel` may hold several space-separated relation
+/// types, in any case; parameters other than `rel` are ignored.
+///
+/// `<https://api.github.com/orgs/x/repos?page=2>; rel="next", <…>; rel="last"`
+/// → `https://api.github.com/orgs/x/repos?page=2`.
+pub fn next_link(header: &str) -> Option<String> {
+    let mut rest = header;
+    loop {
+        let open = rest.find('<')?;
+        let close = open + rest[open..].find('>')?;
+        let target = &rest[open + 1..close];
+        let after = &rest[close + 1..];
+        // Parameters run to the next `<` that starts another link value.
+        let params_end = after.find('<').unwrap_or(after.len());
+        let params = &after[..params_end];
+        let is_next = params.split(';').any(|param| {
+            let Some((name, value)) = param.split_once('=') else {
+                return false;
+            };
+            name.trim().eq_ignore_ascii_case("rel")
+                && value
+                    .trim()
+                    .trim_end_matches(',')
+                    .trim_end()
+                    .trim_matches('"')
+                    .split_ascii_whitespace()
+                    .any(|rel| rel.eq_ignore_ascii_case("next"))
+        });
+        if is_next {
+            return Some(target.trim().to_owned());
+        }
+        rest = &after[params_end..];
+    }
+}
+
 /// Where the next page is.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Cursor {
     /// The current request with one query parameter set (or replaced).
     QueryParam { name: &'static str, value: String },
+    /// An absolute URL the server named.
+    Url(Url),
 }
 
 impl Cursor {
@@ -129,12 +214,14 @@ impl Cursor {
     fn key(&self) -> &str {
         match self {
             Cursor::QueryParam { value, .. } => value,
+            Cursor::Url(url) => url.as_str(),
         }
     }
 
     /// The URL of the page this cursor points at, from the current page's.
     fn next_url(&self, current: &Url) -> Url {
         match self {
+            Cursor::Url(url) => url.clone(),
             Cursor::QueryParam { name, value } => {
                 let kept: Vec<(String, String)> = current
                     .query_pairs()
@@ -193,10 +280,18 @@ impl<'a, T: DeserializeOwned> Pages<'a, T> {
             return Ok(None);
         };
         let fetched = self.client.fetch(url, self.stats).await?;
-        let page = self.pagination.decode::<T>(&fetched)?;
+        let page = self.pagination.decode::<T>(&fetched, url)?;
         let next = match &page.next {
             None => None,
             Some(cursor) => {
+                if let Cursor::Url(next) = cursor
+                    && !self.client.same_origin(next)
+                {
+                    return Err(HttpError::ForeignPageLink {
+                        endpoint: self.endpoint.clone(),
+                        origin: next.origin().ascii_serialization(),
+                    });
+                }
                 if self.seen.contains(cursor.key()) {
                     return Err(HttpError::PageLoop {
                         endpoint: self.endpoint.clone(),
@@ -240,9 +335,11 @@ mod tests {
         let fetched = Fetched {
             endpoint: "GET /things".to_owned(),
             body: body.as_bytes().to_vec(),
+            headers: reqwest::header::HeaderMap::new(),
         };
+        let current = Url::parse("http://h/things").expect("url");
         Pagination::body_token()
-            .decode(&fetched)
+            .decode(&fetched, &current)
             .map_err(|e| e.to_string())
     }
 

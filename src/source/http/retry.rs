@@ -1,36 +1,50 @@
-//! The request loop: rate limit, send, classify, retry with backoff or
-//! `Retry-After`, and read the body within the size limit.
+//! The request loop: rate limit (our limiter, and the API's own window when
+//! the source declares its headers), send (conditionally, with the cached
+//! `ETag`), classify, retry with backoff or `Retry-After`, and read the body
+//! within the size limit.
 
 use std::time::{Duration, Instant, SystemTime};
 
 use backon::{BackoffBuilder, ExponentialBuilder};
 use governor::clock::Clock;
 use reqwest::StatusCode;
-use reqwest::header::{HeaderMap, RETRY_AFTER};
+use reqwest::header::{ETAG, HeaderMap, HeaderValue, IF_NONE_MATCH, LINK, RETRY_AFTER};
 use tracing::Instrument;
 use url::Url;
 
-use super::{HttpClient, HttpError, RequestStats, endpoint, jitter_seed};
+use super::{
+    CachedResponse, HttpClient, HttpError, RateLimitHeaders, RequestStats, endpoint, jitter_seed,
+};
 
 /// Bytes of an error body kept for the message.
 const EXCERPT_CHARS: usize = 200;
 /// Bytes of an error body read at most (the rest is dropped unread).
 const ERROR_BODY_BYTES: usize = 4096;
 
-/// A successful (2xx) response, body read in full. (A `Link`-header
-/// pagination style would add the response headers here.)
+/// A successful (2xx, or 304 replayed from the cache) response, body read in
+/// full, with its headers (for a replay: the cached `Link` added to the
+/// 304's own headers).
 #[derive(Debug)]
 pub(crate) struct Fetched {
     pub(crate) endpoint: String,
     pub(crate) body: Vec<u8>,
+    pub(crate) headers: HeaderMap,
 }
 
 /// Why an attempt failed in a way worth retrying.
 enum Transient {
-    Throttled,
-    Server { status: u16, excerpt: String },
+    /// 429, or a 403 the source declared may mean throttling.
+    Throttled {
+        status: u16,
+    },
+    Server {
+        status: u16,
+        excerpt: String,
+    },
     Timeout,
-    Connect { message: String },
+    Connect {
+        message: String,
+    },
 }
 
 enum Failure {
@@ -73,7 +87,7 @@ impl HttpClient {
             self.wait_for_limiter(stats).await;
             stats.add_request();
             let started = Instant::now();
-            let (why, retry_after) = match self.attempt(url, &endpoint).await {
+            let (why, retry_after) = match self.attempt(url, &endpoint, stats).await {
                 Ok(fetched) => {
                     tracing::debug!(
                         attempt,
@@ -95,7 +109,7 @@ impl HttpClient {
                 }
                 Err(Failure::Transient { why, retry_after }) => (why, retry_after),
             };
-            if matches!(why, Transient::Throttled) {
+            if matches!(why, Transient::Throttled { .. }) {
                 stats.add_throttled();
             }
             let Some(delay) = backoff.next() else {
@@ -138,6 +152,7 @@ impl HttpClient {
     }
 
     async fn wait_for_limiter(&self, stats: &RequestStats) {
+        self.wait_for_reset(stats).await;
         let limiter = &self.inner.limiter;
         let started = Instant::now();
         while let Err(not_until) = limiter.check() {
@@ -153,17 +168,113 @@ impl HttpClient {
         stats.add_waited(waited);
     }
 
+    /// Waits while a response said the API's rate-limit window is used up.
+    async fn wait_for_reset(&self, stats: &RequestStats) {
+        let until = *self
+            .inner
+            .paused_until
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let Some(until) = until else { return };
+        let Ok(left) = until.duration_since(SystemTime::now()) else {
+            return;
+        };
+        let cap = self.inner.config.reset_wait_cap;
+        let wait = left.min(cap);
+        tracing::info!(
+            wait_ms = wait.as_millis() as u64,
+            capped = left > cap,
+            "the API's rate-limit window is used up; waiting for it to reset"
+        );
+        tokio::time::sleep(wait).await;
+        stats.add_reset_wait(wait);
+    }
+
+    /// Reads the declared rate-limit headers of a response: a window at or
+    /// below its low-water mark pauses requests until it resets; a fresh
+    /// window lifts the pause.
+    fn observe_rate_limit(&self, headers: &HeaderMap) {
+        let RateLimitHeaders::WaitForReset {
+            remaining,
+            reset,
+            low_water,
+        } = &self.inner.rate_limit_headers
+        else {
+            return;
+        };
+        let Some(left) = header_u64(headers, remaining) else {
+            return;
+        };
+        let mut paused = self
+            .inner
+            .paused_until
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if left > *low_water {
+            *paused = None;
+            return;
+        }
+        if let Some(at) = header_u64(headers, reset) {
+            let at = SystemTime::UNIX_EPOCH + Duration::from_secs(at);
+            tracing::debug!(
+                remaining = left,
+                "the API's rate-limit window is nearly used up"
+            );
+            *paused = Some(paused.map_or(at, |p| p.max(at)));
+        }
+    }
+
+    /// Whether the response says its rate-limit window is used up.
+    fn window_exhausted(&self, headers: &HeaderMap) -> bool {
+        match &self.inner.rate_limit_headers {
+            RateLimitHeaders::WaitForReset { remaining, .. } => {
+                header_u64(headers, remaining) == Some(0)
+            }
+            RateLimitHeaders::Counts => false,
+        }
+    }
+
     /// One attempt: send, classify the status, read the body.
-    async fn attempt(&self, url: &Url, endpoint: &str) -> Result<Fetched, Failure> {
+    async fn attempt(
+        &self,
+        url: &Url,
+        endpoint: &str,
+        stats: &RequestStats,
+    ) -> Result<Fetched, Failure> {
         let inner = &self.inner;
-        let sent = inner
+        let cached = inner.cache.as_ref().and_then(|c| c.get(url.as_str()));
+        let mut request = inner
             .http
             .get(url.clone())
-            .header(inner.auth_name.clone(), inner.auth_value.clone())
-            .send()
-            .await;
+            .header(inner.auth_name.clone(), inner.auth_value.clone());
+        if let Some(etag) = cached
+            .as_ref()
+            .and_then(|c| HeaderValue::from_str(&c.etag).ok())
+        {
+            request = request.header(IF_NONE_MATCH, etag);
+        }
+        let sent = request.send().await;
         let mut response = sent.map_err(transport_failure)?;
         let status = response.status();
+        self.observe_rate_limit(response.headers());
+        if status == StatusCode::NOT_MODIFIED
+            && let Some(cached) = cached
+        {
+            stats.add_not_modified();
+            let mut headers = response.headers().clone();
+            if let Some(link) = cached
+                .link
+                .as_deref()
+                .and_then(|l| HeaderValue::from_str(l).ok())
+            {
+                headers.insert(LINK, link);
+            }
+            return Ok(Fetched {
+                endpoint: endpoint.to_owned(),
+                body: cached.body,
+                headers,
+            });
+        }
         if status.is_success() {
             let body = read_body(&mut response, inner.config.max_response_bytes)
                 .await
@@ -174,14 +285,45 @@ impl HttpClient {
                     }),
                     BodyError::Transport(e) => transport_failure(e),
                 })?;
+            let headers = response.headers().clone();
+            if let Some(cache) = &inner.cache {
+                match headers.get(ETAG).and_then(|v| v.to_str().ok()) {
+                    Some(etag) => cache.put(
+                        url.as_str(),
+                        CachedResponse {
+                            etag: etag.to_owned(),
+                            link: headers
+                                .get(LINK)
+                                .and_then(|v| v.to_str().ok())
+                                .map(str::to_owned),
+                            body: body.clone(),
+                        },
+                    ),
+                    None => cache.remove(url.as_str()),
+                }
+            }
             return Ok(Fetched {
                 endpoint: endpoint.to_owned(),
                 body,
+                headers,
             });
         }
 
         let endpoint = endpoint.to_owned();
         match status {
+            // A secondary limit (403 + Retry-After) or a used-up window
+            // (403 + remaining 0) is throttling, when the source says its
+            // API answers throttling with 403; any other 403 is a refusal.
+            StatusCode::FORBIDDEN
+                if inner.forbidden_may_throttle
+                    && (response.headers().contains_key(RETRY_AFTER)
+                        || self.window_exhausted(response.headers())) =>
+            {
+                Err(Failure::Transient {
+                    why: Transient::Throttled { status: 403 },
+                    retry_after: retry_after(response.headers(), SystemTime::now()),
+                })
+            }
             StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {
                 Err(Failure::Fatal(HttpError::Unauthorized {
                     connection: inner.connection.clone(),
@@ -192,7 +334,7 @@ impl HttpClient {
             }
             StatusCode::NOT_FOUND => Err(Failure::Fatal(HttpError::NotFound { endpoint })),
             StatusCode::TOO_MANY_REQUESTS => Err(Failure::Transient {
-                why: Transient::Throttled,
+                why: Transient::Throttled { status: 429 },
                 retry_after: retry_after(response.headers(), SystemTime::now()),
             }),
             StatusCode::INTERNAL_SERVER_ERROR
@@ -254,7 +396,7 @@ impl HttpClient {
 impl Transient {
     fn status(&self) -> Option<u16> {
         match self {
-            Transient::Throttled => Some(429),
+            Transient::Throttled { status } => Some(*status),
             Transient::Server { status, .. } => Some(*status),
             Transient::Timeout | Transient::Connect { .. } => None,
         }
@@ -262,7 +404,7 @@ impl Transient {
 
     fn reason(&self) -> &'static str {
         match self {
-            Transient::Throttled => "throttled",
+            Transient::Throttled { .. } => "throttled",
             Transient::Server { .. } => "server error",
             Transient::Timeout => "timeout",
             Transient::Connect { .. } => "connection failed",
@@ -271,7 +413,11 @@ impl Transient {
 
     fn into_error(self, endpoint: String, attempts: u32, timeout: Duration) -> HttpError {
         match self {
-            Transient::Throttled => HttpError::Throttled { endpoint, attempts },
+            Transient::Throttled { status } => HttpError::Throttled {
+                endpoint,
+                status,
+                attempts,
+            },
             Transient::Server { status, excerpt } => HttpError::Server {
                 endpoint,
                 status,
@@ -361,6 +507,11 @@ pub(crate) fn retry_after(headers: &HeaderMap, now: SystemTime) -> Option<Durati
     }
     let date = httpdate::parse_http_date(value).ok()?;
     Some(date.duration_since(now).unwrap_or(Duration::ZERO))
+}
+
+/// A header holding a non-negative integer; anything else is `None`.
+fn header_u64(headers: &HeaderMap, name: &str) -> Option<u64> {
+    headers.get(name)?.to_str().ok()?.trim().parse().ok()
 }
 
 fn elapsed_ms(since: Instant) -> u64 {
