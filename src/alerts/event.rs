@@ -183,16 +183,34 @@ impl AlertEvent {
         }
     }
 
-    /// A short human label: the object's display name or name, else its key.
+    /// A short human label: the object's display name or name; for a
+    /// relationship its endpoints (`circleci_project:2883238b… USES …:TOKEN`);
+    /// else its key.
     pub fn label(&self) -> String {
         let object = self.after().or(self.before());
-        let name = object
-            .and_then(|o| o.get("displayName").or_else(|| o.get("name")))
-            .and_then(Value::as_str);
-        match name {
-            Some(name) => format!("{name:?}"),
-            None => self.key().to_owned(),
+        let field = |name: &str| object.and_then(|o| o.get(name)).and_then(Value::as_str);
+        if let Some(name) = field("displayName").or_else(|| field("name")) {
+            return format!("{name:?}");
         }
+        match (field("_fromEntityKey"), field("_toEntityKey")) {
+            (Some(from), Some(to)) => {
+                format!("{} {} {}", short_key(from), self.class(), short_key(to))
+            }
+            _ => self.key().to_owned(),
+        }
+    }
+}
+
+/// `type:id` with a long id cut to 8 characters; a key of more parts as
+/// `…:last` (scoped keys end with the name that tells them apart).
+fn short_key(key: &str) -> String {
+    let parts: Vec<&str> = key.split(':').collect();
+    match parts.as_slice() {
+        [ty, id] if id.chars().count() > 12 => {
+            format!("{ty}:{}…", id.chars().take(8).collect::<String>())
+        }
+        [_, _, .., last] if parts.len() > 2 => format!("…:{last}"),
+        _ => key.to_owned(),
     }
 }
 
@@ -228,6 +246,15 @@ mod tests {
         );
         assert_eq!(c.label(), "\"n\"");
         assert_eq!(s.label(), "sextant_sync_run:3");
+        assert_eq!(
+            short_key("circleci_project:2883238b-f086-4961"),
+            "circleci_project:2883238b…"
+        );
+        assert_eq!(
+            short_key("circleci_context_environment_variable:88c2:GITHUB_TOKEN"),
+            "…:GITHUB_TOKEN"
+        );
+        assert_eq!(short_key("plain"), "plain");
         // Serialising gives the same line back.
         let back: Value = serde_json::to_value(&s).expect("serialises");
         assert_eq!(back, serde_json::from_str::<Value>(system).expect("json"));

@@ -65,6 +65,8 @@ pub struct Rule {
     /// object is new). Off by default: a first sync is a baseline.
     pub first_sync: bool,
     pub matcher: Matcher,
+    /// The `match` as written, for `alerts list`.
+    pub match_source: Value,
     pub sinks: Vec<String>,
 }
 
@@ -480,6 +482,7 @@ fn rule(at: &mut At<'_>, raw: &Value, sinks: &[&str]) -> Option<Rule> {
         integrations,
         first_sync,
         matcher,
+        match_source: map.get("match").cloned().unwrap_or(Value::Null),
         sinks: rule_sinks,
     })
 }

@@ -167,6 +167,8 @@ impl fmt::Display for SinkError {
     }
 }
 
+impl std::error::Error for SinkError {}
+
 /// Where the stdout sink writes (the process's stdout, or anything else:
 /// `sync --json` sends it to stderr, tests to a buffer).
 pub type SharedWriter = Arc<Mutex<Box<dyn Write + Send>>>;

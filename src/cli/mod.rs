@@ -1,5 +1,6 @@
 //! The command line: clap definitions and dispatch, one file per command group.
 
+mod alerts;
 mod connection;
 mod connection_type;
 mod demo;
@@ -54,6 +55,9 @@ pub enum Command {
     /// Read change events (JSON lines).
     #[command(subcommand)]
     Events(events::EventsCommand),
+    /// Alert rules and sinks: list them with each sink's cursor, or test a rule.
+    #[command(subcommand)]
+    Alerts(alerts::AlertsCommand),
     /// Connection types and the fields of their secrets.
     #[command(subcommand, name = "connection-type")]
     ConnectionType(connection_type::ConnectionTypeCommand),
@@ -144,6 +148,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Sync(args) => sync::run(&cx, args),
         Command::Graph(cmd) => graph::run(&cx, cmd),
         Command::Events(cmd) => events::run(&cx, cmd),
+        Command::Alerts(cmd) => alerts::run(&cx, cmd),
         Command::ConnectionType(cmd) => connection_type::run(cmd),
         Command::Connection(cmd) => connection::run(&cx, cmd),
         Command::Integration(cmd) => integration::run(&cx, cmd),
