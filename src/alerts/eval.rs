@@ -256,7 +256,11 @@ impl<'a> RuleSet<'a> {
             match rule.matcher.exact_types() {
                 Some(types) => {
                     for ty in types {
-                        set.by_type.entry(ty).or_default().push(i);
+                        let rules = set.by_type.entry(ty).or_default();
+                        // A type named twice indexes the rule once.
+                        if rules.last() != Some(&i) {
+                            rules.push(i);
+                        }
                     }
                 }
                 None => set.always.push(i),

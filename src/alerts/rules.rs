@@ -373,10 +373,12 @@ pub(crate) fn validate(
     for (i, raw) in raw_sinks.iter().enumerate() {
         let mut at = At::new("sinks", i, raw, problems);
         if let Some(sink) = sink(&mut at, raw) {
-            if !names.insert(sink.name.clone()) {
-                at.push("name", format!("{:?} is used by another sink", sink.name));
-            }
             config.sinks.push(sink);
+        }
+        if let Some(name) = raw.get("name").and_then(Value::as_str)
+            && !names.insert(name)
+        {
+            at.push("name", format!("{name:?} is used by another sink"));
         }
     }
     let sink_names: Vec<&str> = raw_sinks
@@ -387,10 +389,12 @@ pub(crate) fn validate(
     for (i, raw) in raw_rules.iter().enumerate() {
         let mut at = At::new("rules", i, raw, problems);
         if let Some(rule) = rule(&mut at, raw, &sink_names) {
-            if !names.insert(rule.name.clone()) {
-                at.push("name", format!("{:?} is used by another rule", rule.name));
-            }
             config.rules.push(rule);
+        }
+        if let Some(name) = raw.get("name").and_then(Value::as_str)
+            && !names.insert(name)
+        {
+            at.push("name", format!("{name:?} is used by another rule"));
         }
     }
     config
