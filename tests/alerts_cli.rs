@@ -136,7 +136,7 @@ fn alerts_test_names_bad_input() {
     let events = write(
         home.path(),
         "events.jsonl",
-        &format!("{}not json\n", EVENTS.lines().next().unwrap_or("")),
+        &format!("{}\nnot json\n", EVENTS.lines().next().unwrap_or("")),
     );
     let run = common::sextant(
         home.path(),
