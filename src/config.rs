@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::alerts::AlertsConfig;
 use crate::connection::{ConnectionType, SecretRef, Secrets, connection_type, connection_types};
 use crate::source::http::{HttpConfig, RateLimit};
 
@@ -161,6 +162,8 @@ pub struct IntegrationConfig {
 pub struct Config {
     pub connections: Vec<ConnectionConfig>,
     pub integrations: Vec<IntegrationConfig>,
+    /// Alert rules and sinks (`rules:`, `sinks:`).
+    pub alerts: AlertsConfig,
 }
 
 #[derive(Deserialize)]
@@ -170,6 +173,12 @@ struct RawConfig {
     connections: Vec<RawConnection>,
     #[serde(default)]
     integrations: Vec<RawIntegration>,
+    /// Checked field by field by `alerts::rules`, so that problems name
+    /// the rule or sink.
+    #[serde(default)]
+    rules: Vec<serde_json::Value>,
+    #[serde(default)]
+    sinks: Vec<serde_json::Value>,
 }
 
 #[derive(Deserialize)]
@@ -240,6 +249,8 @@ impl Config {
             RawConfig {
                 connections: Vec::new(),
                 integrations: Vec::new(),
+                rules: Vec::new(),
+                sinks: Vec::new(),
             }
         } else {
             serde_saphyr::from_str(text).map_err(|e| ConfigError::Parse {
@@ -304,6 +315,7 @@ impl Config {
                 settings: raw.settings.unwrap_or(serde_json::Value::Null),
             });
         }
+        config.alerts = crate::alerts::rules::validate(&raw.rules, &raw.sinks, &mut problems);
         if problems.is_empty() {
             Ok(config)
         } else {

@@ -4,8 +4,10 @@
 //!
 //! `graph` is the model and schema (no I/O) · `diff` the pure change
 //! computation · `store` the only SQL · `source` the sources and the one HTTP
-//! driver · `sync` ties a run together · `cli` is the command line.
+//! driver · `sync` ties a run together · `alerts` turns events into
+//! delivered alerts · `cli` is the command line.
 
+pub mod alerts;
 pub mod cli;
 pub mod config;
 pub mod connection;

@@ -17,4 +17,31 @@ fn example_config_parses_and_means_what_it_says() {
     );
     assert!(integration.tag_account_name);
     assert_eq!(integration.settings["org_slugs"][0], "gh/acme");
+
+    // The shipped alert rules and sinks.
+    let rules: Vec<&str> = config
+        .alerts
+        .rules
+        .iter()
+        .map(|r| r.name.as_str())
+        .collect();
+    assert_eq!(
+        rules,
+        [
+            "new-user",
+            "context-variable-added-or-removed",
+            "production-context-variable-added",
+            "project-variable-created",
+            "project-uses-context-variable",
+            "job-failed",
+            "sync-or-connection-failing",
+        ]
+    );
+    let sinks: Vec<&str> = config
+        .alerts
+        .sinks
+        .iter()
+        .map(|s| s.kind.type_name())
+        .collect();
+    assert_eq!(sinks, ["stdout", "file", "webhook", "webhook"]);
 }

@@ -41,7 +41,7 @@ pub fn run(cx: &Context, cmd: ConfigCommand) -> anyhow::Result<i32> {
             Ok(0)
         }
         ConfigCommand::Apply { json } => {
-            let (_, report) = cx.provisioned_store()?;
+            let (_, report) = cx.provisioned_store(&cx.config()?)?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&report)?);
                 return Ok(0);

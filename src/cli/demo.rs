@@ -1,5 +1,6 @@
 //! `sextant demo`: the bundled CircleCI stand-in on loopback, a sync of
-//! "today", a sync of "a day later", and the change events between them.
+//! "today", a sync of "a day later", the change events between them and the
+//! alerts that config.example.yaml's rules raise on them.
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -9,7 +10,9 @@ use clap::Args;
 use serde_json::Value;
 
 use super::Context;
-use crate::config::{IntegrationConfig, Interval};
+use crate::alerts::rules::{Start, StdoutFormat};
+use crate::alerts::{AlertsConfig, Deliverer, SinkConfig, SinkKind};
+use crate::config::{Config, IntegrationConfig, Interval};
 use crate::connection::{Secret, Secrets, connection_type};
 use crate::events::{Action, ChangeEvent, ObjectKind};
 use crate::fixtures::{FIXTURE_TOKEN, FixtureServer, FixtureSet};
@@ -72,6 +75,19 @@ pub fn run(cx: &Context, args: DemoArgs, home_given: bool) -> anyhow::Result<i32
         } else {
             print_events(out, &events)?;
         }
+        let alerts = demo_alerts(args.json)?;
+        writeln!(
+            out,
+            "\n4. Alerts raised (the {} rules of config.example.yaml, sent to a stdout sink)",
+            alerts.rules.len()
+        )?;
+        out.flush()?;
+        let delivery = Deliverer::default().deliver_pending(&mut store, &alerts).await?;
+        writeln!(
+            out,
+            "  {} alerts. The first sync raised none: it is the integration's baseline, where everything is new.",
+            delivery.delivered()
+        )?;
         match &temp {
             Some(_) => writeln!(
                 out,
@@ -87,6 +103,31 @@ pub fn run(cx: &Context, args: DemoArgs, home_given: bool) -> anyhow::Result<i32
         anyhow::Ok(first.status.exit_code().max(second.status.exit_code()))
     })?;
     Ok(code)
+}
+
+/// The rules shipped in config.example.yaml, all sent to one stdout sink.
+fn demo_alerts(json: bool) -> anyhow::Result<AlertsConfig> {
+    let example = Config::parse(
+        "config.example.yaml (built in)",
+        include_str!("../../config.example.yaml"),
+    )?;
+    let mut alerts = example.alerts;
+    for rule in &mut alerts.rules {
+        rule.sinks = vec!["console".to_owned()];
+        // The example filters on its own integration's name.
+        rule.integrations.clear();
+    }
+    let format = if json {
+        StdoutFormat::Json
+    } else {
+        StdoutFormat::Text
+    };
+    alerts.sinks = vec![SinkConfig {
+        name: "console".to_owned(),
+        kind: SinkKind::Stdout(format),
+        start: Start::Beginning,
+    }];
+    Ok(alerts)
 }
 
 fn demo_connection(base_url: &str) -> anyhow::Result<ResolvedConnection> {

@@ -1,5 +1,6 @@
 //! The command line: clap definitions and dispatch, one file per command group.
 
+mod alerts;
 mod config;
 mod connection;
 mod connection_type;
@@ -56,6 +57,9 @@ pub enum Command {
     /// Read change events (JSON lines).
     #[command(subcommand)]
     Events(events::EventsCommand),
+    /// Alert rules and sinks: list them with each sink's cursor, or test a rule.
+    #[command(subcommand)]
+    Alerts(alerts::AlertsCommand),
     /// Connection types and the fields of their secrets.
     #[command(subcommand, name = "connection-type")]
     ConnectionType(connection_type::ConnectionTypeCommand),
@@ -113,10 +117,9 @@ impl Context {
 
     /// Opens the store and provisions into it the connections and
     /// integrations the config file declares (see `connection::provision`).
-    pub fn provisioned_store(&self) -> anyhow::Result<(Store, ProvisionReport)> {
-        let config = self.config()?;
+    pub fn provisioned_store(&self, config: &Config) -> anyhow::Result<(Store, ProvisionReport)> {
         let mut store = self.store()?;
-        let report = provision(&mut store, || Ok(self.master_key()?), &config)?;
+        let report = provision(&mut store, || Ok(self.master_key()?), config)?;
         Ok((store, report))
     }
 
@@ -159,6 +162,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Sync(args) => sync::run(&cx, args),
         Command::Graph(cmd) => graph::run(&cx, cmd),
         Command::Events(cmd) => events::run(&cx, cmd),
+        Command::Alerts(cmd) => alerts::run(&cx, cmd),
         Command::ConnectionType(cmd) => connection_type::run(cmd),
         Command::Connection(cmd) => connection::run(&cx, cmd),
         Command::Integration(cmd) => integration::run(&cx, cmd),

@@ -1,11 +1,12 @@
 //! `sextant sync NAME [--json]`: one integration, once, with progress on a terminal.
 
 use std::io::{IsTerminal, Write};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use clap::Args;
 
 use super::Context;
+use crate::alerts::Deliverer;
 use crate::run::{StepOutcome, StepStatus};
 use crate::source::dag::{Progress, ProgressEvent};
 use crate::sync::{SyncError, SyncReport, run_sync};
@@ -21,23 +22,55 @@ pub struct SyncArgs {
 
 pub fn run(cx: &Context, args: SyncArgs) -> anyhow::Result<i32> {
     // What the config file declares is stored first, so there is one list.
-    let (mut store, _) = cx.provisioned_store()?;
+    let config = cx.config()?;
+    let (mut store, _) = cx.provisioned_store(&config)?;
     let (integration, connection) =
         crate::connection::service::resolve_stored(&store, || Ok(cx.master_key()?), &args.name)?
             .ok_or_else(|| SyncError::UnknownIntegration(args.name.clone()))?;
     let schema = super::schema()?;
     let progress = std::io::stderr().is_terminal().then(terminal_progress);
-    let report = super::runtime()?.block_on(run_sync(
+    let runtime = super::runtime()?;
+    let report = runtime.block_on(run_sync(
         &mut store,
         schema,
         &integration,
         &connection,
         progress.as_ref(),
     ))?;
-    if args.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
-    } else {
+    if !args.json {
         print_summary(&mut std::io::stdout(), &report)?;
+    }
+    // Alerts of this run (and any backlog) go out at the end of the run.
+    // A sink that fails keeps its alerts for the next run; the run's exit
+    // code is the sync's.
+    let delivery = if config.alerts.sinks.is_empty() {
+        None
+    } else {
+        // With --json, stdout holds one object: stdout sinks print to stderr.
+        let out: Box<dyn Write + Send> = if args.json {
+            Box::new(std::io::stderr())
+        } else {
+            Box::new(std::io::stdout())
+        };
+        let deliverer = Deliverer::new(Arc::new(Mutex::new(out)));
+        let delivery = runtime.block_on(deliverer.deliver_pending(&mut store, &config.alerts))?;
+        for failed in delivery.failed() {
+            eprintln!(
+                "warning: {}; its alerts stay queued for the next delivery",
+                failed.error.as_deref().unwrap_or("failed")
+            );
+        }
+        if !args.json && delivery.delivered() > 0 {
+            println!("alerts: {} delivered", delivery.delivered());
+        }
+        Some(delivery)
+    };
+    if args.json {
+        let mut doc = serde_json::to_value(&report)?;
+        if let (Some(delivery), Some(object)) = (delivery, doc.as_object_mut()) {
+            object.insert("alerts".into(), serde_json::to_value(delivery)?);
+        }
+        println!("{}", serde_json::to_string_pretty(&doc)?);
     }
     Ok(report.status.exit_code())
 }

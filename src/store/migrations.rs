@@ -146,6 +146,51 @@ pub(crate) const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (integration, url)
     ) WITHOUT ROWID;
     ",
+    // 5: Alert delivery: per-sink cursors, system events (failed syncs,
+    // connection tests that start failing) and what delivery last saw.
+    "
+    CREATE TABLE alert_sinks (
+        name              TEXT    PRIMARY KEY,
+        -- Every alert of change events up to change_seq is acknowledged;
+        -- change_done names the rules already acknowledged for the next one.
+        change_seq        INTEGER NOT NULL,
+        change_done       TEXT    NOT NULL DEFAULT '[]',
+        system_seq        INTEGER NOT NULL,
+        system_done       TEXT    NOT NULL DEFAULT '[]',
+        delivered         INTEGER NOT NULL DEFAULT 0,
+        last_delivered_at TEXT,
+        last_error        TEXT,
+        failing_since     TEXT,
+        created_at        TEXT    NOT NULL,
+        updated_at        TEXT    NOT NULL
+    );
+
+    -- Derived from sync_runs and connections; subject makes each one
+    -- recorded once (sextant_sync_run:<id>, sextant_connection:<key>@<time>).
+    CREATE TABLE alert_system_events (
+        seq     INTEGER PRIMARY KEY,
+        subject TEXT    NOT NULL UNIQUE,
+        body    TEXT    NOT NULL
+    );
+
+    -- The last connection test result delivery saw, to detect a change.
+    CREATE TABLE alert_connection_tests (
+        key       TEXT    PRIMARY KEY,
+        succeeded INTEGER NOT NULL,
+        at        TEXT    NOT NULL
+    );
+    INSERT INTO alert_connection_tests (key, succeeded, at)
+        SELECT key, last_test_succeeded, last_test_at FROM connections
+        WHERE last_test_at IS NOT NULL AND last_test_succeeded IS NOT NULL;
+
+    -- Runs up to this id were finished before alerting existed: no alerts.
+    CREATE TABLE alert_state (
+        name  TEXT    PRIMARY KEY,
+        value INTEGER NOT NULL
+    );
+    INSERT INTO alert_state (name, value)
+        SELECT 'sync_runs_from', COALESCE(MAX(id), 0) FROM sync_runs;
+    ",
 ];
 
 /// Brings the database to the latest schema, refusing one that is newer.

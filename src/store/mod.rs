@@ -4,7 +4,7 @@
 //! `migrations` creates and upgrades the schema · `graph` loads the diff
 //! index and exports · `write` writes a plan's rows and events · `events`
 //! builds and reads change events · `runs` records sync runs and ties a
-//! commit together.
+//! commit together · `sinks` keeps alert sinks' cursors and system events.
 //!
 //! Invariant: a run's graph changes and its change events are written in one
 //! `BEGIN IMMEDIATE` transaction, so a crash leaves the previous state and the
@@ -16,6 +16,7 @@ mod graph;
 mod http_cache;
 mod migrations;
 mod runs;
+mod sinks;
 mod write;
 
 use std::path::{Path, PathBuf};
@@ -28,6 +29,7 @@ use time::macros::format_description;
 pub use connections::{ConnectionRow, IntegrationRow, Upsert};
 pub use http_cache::HttpCacheRow;
 pub use runs::RunRecord;
+pub use sinks::SinkCursor;
 
 /// The schema version this build creates and upgrades to.
 pub const SCHEMA_VERSION: usize = migrations::MIGRATIONS.len();

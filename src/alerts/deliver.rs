@@ -1,0 +1,378 @@
+//! Durable, at-least-once, ordered delivery of alerts to every sink.
+//!
+//! Each sink follows the change-event outbox and the system events with its
+//! own cursor in the database. A pass reads events after the cursor in
+//! batches, evaluates the sink's rules, sends the alerts in order, and moves
+//! the cursor only over what the sink acknowledged: a webhook alert is
+//! acknowledged by a 2xx answer (and recorded at once), a stdout or file
+//! batch once written (and, for a file, synced to disk). A sink that fails
+//! stops where it is and keeps its backlog for the next pass; sinks run
+//! concurrently, so one that is down or slow never holds back another.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
+
+use serde::Serialize;
+
+use super::eval::RuleSet;
+use super::event::{AlertEvent, Stream};
+use super::rules::{AlertsConfig, Rule, SinkConfig, SinkKind, Start};
+use super::sinks::{AlertPayload, SharedWriter, SinkError, Target, Webhook, http_client};
+use crate::store::{SinkCursor, Store, StoreError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum AlertError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// What one delivery pass did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct DeliveryReport {
+    /// System events recorded by this pass (failed syncs, connection tests).
+    pub system_events: usize,
+    pub sinks: Vec<SinkReport>,
+}
+
+impl DeliveryReport {
+    pub fn delivered(&self) -> u64 {
+        self.sinks.iter().map(|s| s.delivered).sum()
+    }
+
+    pub fn failed(&self) -> impl Iterator<Item = &SinkReport> {
+        self.sinks.iter().filter(|s| s.error.is_some())
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SinkReport {
+    pub sink: String,
+    /// Alerts acknowledged in this pass.
+    pub delivered: u64,
+    /// The cursors after the pass.
+    pub change_seq: u64,
+    pub system_seq: u64,
+    /// Why the sink stopped; its backlog is kept for the next pass.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// Delivers alerts; build one and call [`Deliverer::deliver_pending`] as
+/// often as wanted (the daemon after each sync and on a timer, `sextant
+/// sync` at the end of its run). Holds the one webhook HTTP client.
+pub struct Deliverer {
+    client: OnceLock<reqwest::Client>,
+    stdout: SharedWriter,
+    batch: usize,
+}
+
+impl Default for Deliverer {
+    fn default() -> Self {
+        Self::new(Arc::new(Mutex::new(Box::new(std::io::stdout()))))
+    }
+}
+
+impl std::fmt::Debug for Deliverer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Deliverer")
+            .field("batch", &self.batch)
+            .finish_non_exhaustive()
+    }
+}
+
+/// One delivery pass with a default [`Deliverer`] (stdout sinks print to
+/// the process's standard output).
+pub async fn deliver_pending(
+    store: &mut Store,
+    alerts: &AlertsConfig,
+) -> Result<DeliveryReport, AlertError> {
+    Deliverer::default().deliver_pending(store, alerts).await
+}
+
+impl Deliverer {
+    /// A deliverer whose stdout sinks write to `stdout`.
+    pub fn new(stdout: SharedWriter) -> Self {
+        Deliverer {
+            client: OnceLock::new(),
+            stdout,
+            batch: 1000,
+        }
+    }
+
+    /// Events read per batch (at least 1).
+    pub fn batch_size(mut self, batch: usize) -> Self {
+        self.batch = batch.max(1);
+        self
+    }
+
+    /// Records new system events, then brings every sink up to date as far
+    /// as it acknowledges. Sink failures are in the report (and in the
+    /// database, for `alerts list`), not an error: only the store failing is.
+    pub async fn deliver_pending(
+        &self,
+        store: &mut Store,
+        alerts: &AlertsConfig,
+    ) -> Result<DeliveryReport, AlertError> {
+        if alerts.sinks.is_empty() {
+            return Ok(DeliveryReport::default());
+        }
+        let system_events = store.record_system_events()?;
+        let mut cursors = Vec::with_capacity(alerts.sinks.len());
+        for sink in &alerts.sinks {
+            cursors.push(store.register_sink(&sink.name, sink.start == Start::End)?);
+        }
+        let sinks = {
+            let shared = tokio::sync::Mutex::new(&mut *store);
+            let passes = alerts
+                .sinks
+                .iter()
+                .zip(cursors)
+                .map(|(sink, cursor)| self.run_sink(&shared, alerts, sink, cursor));
+            futures::future::join_all(passes).await
+        };
+        for report in &sinks {
+            store.set_sink_error(&report.sink, report.error.as_deref())?;
+            match &report.error {
+                Some(error) => {
+                    tracing::warn!(sink = %report.sink, delivered = report.delivered, %error, "Alert sink failed; its alerts stay queued.")
+                }
+                None if report.delivered > 0 => {
+                    tracing::info!(sink = %report.sink, delivered = report.delivered, "Alerts delivered.")
+                }
+                None => {}
+            }
+        }
+        Ok(DeliveryReport {
+            system_events,
+            sinks,
+        })
+    }
+
+    fn open(&self, sink: &SinkConfig) -> Result<Target, SinkError> {
+        Ok(match &sink.kind {
+            SinkKind::Stdout(format) => Target::Stdout {
+                out: Arc::clone(&self.stdout),
+                format: *format,
+            },
+            SinkKind::File(path) => Target::File { path: path.clone() },
+            SinkKind::Webhook(config) => {
+                let client = match self.client.get() {
+                    Some(client) => client.clone(),
+                    None => {
+                        let client = http_client()?;
+                        let _ = self.client.set(client.clone());
+                        client
+                    }
+                };
+                Target::Webhook(Box::new(Webhook::open(client, config)?))
+            }
+        })
+    }
+
+    async fn run_sink(
+        &self,
+        store: &tokio::sync::Mutex<&mut Store>,
+        alerts: &AlertsConfig,
+        sink: &SinkConfig,
+        cursor: SinkCursor,
+    ) -> SinkReport {
+        let mut report = SinkReport {
+            sink: sink.name.clone(),
+            delivered: 0,
+            change_seq: cursor.change_seq,
+            system_seq: cursor.system_seq,
+            error: None,
+        };
+        let rules = RuleSet::new(alerts.rules_for(&sink.name));
+        let mut pass = Pass {
+            deliverer: self,
+            store,
+            sink,
+            rules,
+            target: None,
+            first_syncs: HashMap::new(),
+            report: &mut report,
+        };
+        for stream in [Stream::Change, Stream::System] {
+            let result = pass
+                .stream(stream, cursor.seq(stream), cursor.done(stream).to_vec())
+                .await;
+            if let Err(message) = result {
+                pass.report.error = Some(format!("sink {:?}: {message}", sink.name));
+                break;
+            }
+        }
+        report
+    }
+}
+
+/// One sink's pass.
+struct Pass<'a, 's> {
+    deliverer: &'a Deliverer,
+    store: &'a tokio::sync::Mutex<&'s mut Store>,
+    sink: &'a SinkConfig,
+    rules: RuleSet<'a>,
+    target: Option<Target>,
+    /// Per integration, the sync whose events are its baseline.
+    first_syncs: HashMap<String, Option<i64>>,
+    report: &'a mut SinkReport,
+}
+
+fn store_error(e: StoreError) -> String {
+    format!("the store failed: {e}")
+}
+
+impl Pass<'_, '_> {
+    fn set_seq(&mut self, stream: Stream, seq: u64) {
+        match stream {
+            Stream::Change => self.report.change_seq = seq,
+            Stream::System => self.report.system_seq = seq,
+        }
+    }
+
+    async fn ack(
+        &mut self,
+        stream: Stream,
+        seq: u64,
+        done: &[String],
+        delivered: u64,
+    ) -> Result<(), String> {
+        self.store
+            .lock()
+            .await
+            .ack_sink(&self.sink.name, stream, seq, done, delivered)
+            .map_err(store_error)?;
+        self.report.delivered += delivered;
+        self.set_seq(stream, seq);
+        Ok(())
+    }
+
+    /// Reads the next batch and the baselines of its integrations.
+    async fn load(&mut self, stream: Stream, after: u64) -> Result<Vec<AlertEvent>, String> {
+        let store = self.store.lock().await;
+        let batch = self.deliverer.batch;
+        let events: Vec<AlertEvent> = match stream {
+            Stream::Change => store
+                .events(after, None, batch)
+                .map_err(store_error)?
+                .into_iter()
+                .map(AlertEvent::Change)
+                .collect(),
+            Stream::System => store
+                .system_events(after, batch)
+                .map_err(store_error)?
+                .into_iter()
+                .map(AlertEvent::System)
+                .collect(),
+        };
+        if stream == Stream::Change {
+            for event in &events {
+                if let Some(integration) = event.integration()
+                    && !self.first_syncs.contains_key(integration)
+                {
+                    let first = store.first_sync_id(integration).map_err(store_error)?;
+                    self.first_syncs.insert(integration.to_owned(), first);
+                }
+            }
+        }
+        Ok(events)
+    }
+
+    fn is_baseline(&self, event: &AlertEvent) -> bool {
+        match event {
+            AlertEvent::Change(e) => self
+                .first_syncs
+                .get(&e.integration)
+                .is_some_and(|first| *first == Some(e.sync_id)),
+            AlertEvent::System(_) => false,
+        }
+    }
+
+    fn target(&mut self) -> Result<&mut Target, String> {
+        if self.target.is_none() {
+            self.target = Some(self.deliverer.open(self.sink).map_err(|e| e.message)?);
+        }
+        self.target
+            .as_mut()
+            .ok_or_else(|| "the sink could not be opened".to_owned())
+    }
+
+    /// Delivers one stream from `seq` (all acknowledged up to it; `done`
+    /// names the rules acknowledged for `seq + 1`).
+    async fn stream(
+        &mut self,
+        stream: Stream,
+        mut seq: u64,
+        mut done: Vec<String>,
+    ) -> Result<(), String> {
+        if self.rules.is_empty() {
+            // Nothing can match: skip to the newest event.
+            let last = {
+                let store = self.store.lock().await;
+                match stream {
+                    Stream::Change => store.last_event_seq(),
+                    Stream::System => store.last_system_seq(),
+                }
+                .map_err(store_error)?
+            };
+            if last > seq {
+                self.ack(stream, last, &[], 0).await?;
+            }
+            return Ok(());
+        }
+        let mut matched: Vec<&Rule> = Vec::new();
+        loop {
+            let events = self.load(stream, seq).await?;
+            let Some(last) = events.last().map(AlertEvent::seq) else {
+                return Ok(());
+            };
+            let mut todo: Vec<(&AlertEvent, &Rule)> = Vec::new();
+            for event in &events {
+                matched.clear();
+                self.rules.matching_into(event, &mut matched);
+                for rule in matched.iter().copied() {
+                    let acknowledged = event.seq() == seq + 1 && done.contains(&rule.name);
+                    if acknowledged || (!rule.first_sync && self.is_baseline(event)) {
+                        continue;
+                    }
+                    todo.push((event, rule));
+                }
+            }
+            let name = self.sink.name.clone();
+            let payloads: Vec<AlertPayload<'_>> = todo
+                .iter()
+                .map(|(event, rule)| AlertPayload::new(&name, rule, event))
+                .collect();
+            if payloads.is_empty() {
+                self.ack(stream, last, &[], 0).await?;
+            } else if self.target()?.one_by_one() {
+                for payload in &payloads {
+                    let Some(Target::Webhook(hook)) = self.target.as_ref() else {
+                        return Err("the webhook is not open".to_owned());
+                    };
+                    hook.post(payload).await.map_err(|e| e.message)?;
+                    // Everything before this event is acknowledged, and
+                    // this rule for this event.
+                    let event_seq = payload.event.seq();
+                    if event_seq - 1 > seq {
+                        seq = event_seq - 1;
+                        done.clear();
+                    }
+                    done.push(payload.rule.to_owned());
+                    self.ack(stream, seq, &done, 1).await?;
+                }
+                self.ack(stream, last, &[], 0).await?;
+            } else {
+                self.target()?
+                    .write_batch(&payloads)
+                    .map_err(|e| e.message)?;
+                self.ack(stream, last, &[], payloads.len() as u64).await?;
+            }
+            seq = last;
+            done.clear();
+            if events.len() < self.deliverer.batch {
+                return Ok(());
+            }
+        }
+    }
+}
