@@ -104,6 +104,9 @@ pub struct StepOutcome {
     pub relationships: u64,
     pub requests: u64,
     pub retries: u64,
+    /// 429 responses received (filled by the step executor from its
+    /// `RequestStats`).
+    pub throttled: u64,
     /// Time spent waiting on rate limits (our limiter and `Retry-After`).
     pub waited_ms: u64,
     pub duration_ms: u64,
@@ -127,6 +130,7 @@ impl StepOutcome {
             relationships: 0,
             requests: 0,
             retries: 0,
+            throttled: 0,
             waited_ms: 0,
             duration_ms: 0,
             error: None,

@@ -2,12 +2,14 @@
 
 mod connection;
 mod connection_type;
+mod daemon;
 mod demo;
 mod events;
 mod graph;
 mod integration;
 mod key;
 mod sync;
+mod token;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -66,6 +68,12 @@ pub enum Command {
     /// The master key that encrypts connection secrets.
     #[command(subcommand)]
     Key(key::KeyCommand),
+    /// Run every stored integration on its schedule and serve the HTTP API
+    /// until SIGTERM or SIGINT.
+    Daemon(daemon::DaemonArgs),
+    /// API tokens for the daemon (scoped, hashed at rest, shown once).
+    #[command(subcommand)]
+    Token(token::TokenCommand),
 }
 
 /// Where state lives for this invocation.
@@ -148,6 +156,8 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Connection(cmd) => connection::run(&cx, cmd),
         Command::Integration(cmd) => integration::run(&cx, cmd),
         Command::Key(cmd) => key::run(&cx, cmd),
+        Command::Daemon(args) => daemon::run(&cx, args),
+        Command::Token(cmd) => token::run(&cx, cmd),
     }
 }
 

@@ -13,8 +13,10 @@
 mod connections;
 mod events;
 mod graph;
+mod leases;
 mod migrations;
 mod runs;
+mod tokens;
 mod write;
 
 use std::path::{Path, PathBuf};
@@ -25,7 +27,10 @@ use time::OffsetDateTime;
 use time::macros::format_description;
 
 pub use connections::{ConnectionRow, IntegrationRow};
+pub use leases::{ABANDONED, LeaseRecord};
 pub use runs::RunRecord;
+pub(crate) use tokens::time_after;
+pub use tokens::TokenRecord;
 
 /// The schema version this build creates and upgrades to.
 pub const SCHEMA_VERSION: usize = migrations::MIGRATIONS.len();
@@ -86,6 +91,20 @@ pub enum StoreError {
     },
     #[error("writing the graph export failed: {0}")]
     Export(#[source] std::io::Error),
+    #[error(
+        "integration {integration:?} is already syncing (holder {holder}, since {since}); wait for that run to finish (its lease expires if its process died)"
+    )]
+    LeaseHeld {
+        integration: String,
+        holder: String,
+        since: String,
+    },
+    #[error(
+        "integration {integration:?}: this run ({holder}) lost its lease (it expired and another process took it); nothing more was written, the other run carries on"
+    )]
+    LeaseLost { integration: String, holder: String },
+    #[error("a token named {0:?} already exists; pick another name or revoke it first")]
+    TokenExists(String),
     #[error("commit interrupted by the injected test fault")]
     #[doc(hidden)]
     InjectedFault,
