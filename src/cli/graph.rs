@@ -2,8 +2,8 @@
 
 use std::io::Write;
 
-use clap::{Subcommand, ValueEnum};
 use super::Context;
+use clap::{Subcommand, ValueEnum};
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub enum Format {

@@ -236,7 +236,10 @@ mod tests {
     }
 
     fn problem(t: NewToken) -> String {
-        validate(&t).err().map(|e| e.to_string()).unwrap_or_default()
+        validate(&t)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default()
     }
 
     #[test]
@@ -249,7 +252,9 @@ mod tests {
         assert!(bad.contains("\"graph:write\" is not a scope"), "{bad}");
         assert!(bad.contains("graph:read"), "{bad}");
         assert!(problem(new("x", "user", &[])).contains("at least one scope"));
-        assert!(problem(new("x", "robot", &["sync:run"])).contains("\"robot\" is not a token type"));
+        assert!(
+            problem(new("x", "robot", &["sync:run"])).contains("\"robot\" is not a token type")
+        );
     }
 
     #[test]

@@ -105,10 +105,7 @@ impl Metrics {
             all.iter()
                 .flat_map(|(n, m)| {
                     m.runs.iter().map(move |(status, count)| {
-                        (
-                            format!("{},status=\"{status}\"", lbl(n)),
-                            count.to_string(),
-                        )
+                        (format!("{},status=\"{status}\"", lbl(n)), count.to_string())
                     })
                 })
                 .collect(),
@@ -205,9 +202,21 @@ mod tests {
         });
         m.finished("acme", &aborted, Duration::from_millis(1500));
         let text = m.render();
-        assert!(text.contains("sextant_sync_runs_total{integration=\"acme\",status=\"aborted\"} 1"), "{text}");
-        assert!(text.contains("sextant_sync_failures_total{integration=\"acme\"} 1"), "{text}");
-        assert!(text.contains("sextant_sync_duration_seconds_sum{integration=\"acme\"} 1.500"), "{text}");
-        assert!(text.contains("sextant_sync_running{integration=\"acme\"} 0"), "{text}");
+        assert!(
+            text.contains("sextant_sync_runs_total{integration=\"acme\",status=\"aborted\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("sextant_sync_failures_total{integration=\"acme\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("sextant_sync_duration_seconds_sum{integration=\"acme\"} 1.500"),
+            "{text}"
+        );
+        assert!(
+            text.contains("sextant_sync_running{integration=\"acme\"} 0"),
+            "{text}"
+        );
     }
 }

@@ -131,7 +131,11 @@ impl Shared {
     /// lease and its `running` row exists; the run goes on in the
     /// background. Refused while another run (here or in another process)
     /// holds the integration's lease.
-    pub async fn trigger(self: &Arc<Self>, name: &str, cause: &'static str) -> Result<i64, TriggerError> {
+    pub async fn trigger(
+        self: &Arc<Self>,
+        name: &str,
+        cause: &'static str,
+    ) -> Result<i64, TriggerError> {
         if self.is_stopping() {
             return Err(TriggerError::ShuttingDown);
         }
@@ -142,9 +146,8 @@ impl Shared {
         let owned = name.to_owned();
         let (store, started) = tokio::task::spawn_blocking(move || {
             let mut store = Store::open(this.pool.path())?;
-            let (integration, connection) =
-                resolve_stored(&store, || this.master_key(), &owned)?
-                    .ok_or_else(|| TriggerError::Unknown(owned.clone()))?;
+            let (integration, connection) = resolve_stored(&store, || this.master_key(), &owned)?
+                .ok_or_else(|| TriggerError::Unknown(owned.clone()))?;
             let started = start_run(&mut store, &integration, &connection, &this.holder)?;
             Ok::<_, TriggerError>((store, started))
         })
@@ -188,7 +191,9 @@ impl Shared {
                     status = report.status.as_str(),
                     "Run finished."
                 ),
-                Err(error) => tracing::warn!(integration = %name, sync_id, %error, "Run did not finish."),
+                Err(error) => {
+                    tracing::warn!(integration = %name, sync_id, %error, "Run did not finish.")
+                }
             }
             if let Ok(mut active) = this.active.lock() {
                 active.remove(&name);
@@ -257,10 +262,11 @@ pub async fn run(
     // and stops on `shared.stopping`), beside the scheduler.
 
     let mut stop_http = shared.stopping.subscribe();
-    let server = axum::serve(listener, api::router(Arc::clone(&shared)))
-        .with_graceful_shutdown(async move {
+    let server = axum::serve(listener, api::router(Arc::clone(&shared))).with_graceful_shutdown(
+        async move {
             let _ = stop_http.wait_for(|s| *s).await;
-        });
+        },
+    );
     let server = tokio::spawn(async move {
         if let Err(error) = server.await {
             tracing::error!(%error, "The HTTP server stopped with an error.");
@@ -284,7 +290,10 @@ pub async fn run(
     scheduler.shutdown().await;
     let grace = shared.options.grace;
     if tokio::time::timeout(grace, shared.idle()).await.is_err() {
-        tracing::warn!(grace_s = grace.as_secs(), "Grace period over; aborting running syncs.");
+        tracing::warn!(
+            grace_s = grace.as_secs(),
+            "Grace period over; aborting running syncs."
+        );
         shared.abort.send_replace(true);
         shared.idle().await;
     }

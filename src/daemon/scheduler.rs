@@ -225,7 +225,9 @@ fn fire(shared: Arc<Shared>, name: String, cause: &'static str) {
                 tracing::info!(integration = %name, reason = %e, "Scheduled run skipped.");
             }
             Err(TriggerError::ShuttingDown) => {}
-            Err(error) => tracing::warn!(integration = %name, %error, "Scheduled run could not start."),
+            Err(error) => {
+                tracing::warn!(integration = %name, %error, "Scheduled run could not start.")
+            }
         }
     });
 }
@@ -238,10 +240,7 @@ mod tests {
     fn five_field_cron_runs_at_second_zero() {
         assert_eq!(cron_with_seconds("0 */4 * * *"), "0 0 */4 * * *");
         assert_eq!(cron_with_seconds("*/2 * * * * *"), "*/2 * * * * *");
-        assert_eq!(
-            Schedule::from_interval("DISABLED").expect("valid"),
-            None
-        );
+        assert_eq!(Schedule::from_interval("DISABLED").expect("valid"), None);
         assert_eq!(
             Schedule::from_interval("1h").expect("valid"),
             Some(Schedule::Every(Duration::from_secs(3600)))
@@ -253,8 +252,16 @@ mod tests {
         let now = OffsetDateTime::parse("2026-01-02T12:00:00.000Z", &Rfc3339).expect("time");
         let hour = Duration::from_secs(3600);
         assert!(due_for_catch_up(None, hour, now));
-        assert!(due_for_catch_up(Some("2026-01-02T10:00:00.000Z"), hour, now));
-        assert!(!due_for_catch_up(Some("2026-01-02T11:30:00.000Z"), hour, now));
+        assert!(due_for_catch_up(
+            Some("2026-01-02T10:00:00.000Z"),
+            hour,
+            now
+        ));
+        assert!(!due_for_catch_up(
+            Some("2026-01-02T11:30:00.000Z"),
+            hour,
+            now
+        ));
     }
 
     #[test]

@@ -29,8 +29,8 @@ use time::macros::format_description;
 pub use connections::{ConnectionRow, IntegrationRow};
 pub use leases::{ABANDONED, LeaseRecord};
 pub use runs::RunRecord;
-pub(crate) use tokens::time_after;
 pub use tokens::TokenRecord;
+pub(crate) use tokens::time_after;
 
 /// The schema version this build creates and upgrades to.
 pub const SCHEMA_VERSION: usize = migrations::MIGRATIONS.len();

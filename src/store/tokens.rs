@@ -58,11 +58,7 @@ pub(crate) fn time_after(after: Duration) -> String {
 impl Store {
     /// Stores a new token by its hash. Fails with [`StoreError::TokenExists`]
     /// if the name is taken.
-    pub fn insert_token(
-        &mut self,
-        token: &TokenRecord,
-        hash: &[u8; 32],
-    ) -> Result<(), StoreError> {
+    pub fn insert_token(&mut self, token: &TokenRecord, hash: &[u8; 32]) -> Result<(), StoreError> {
         let result = self
             .conn
             .prepare_cached(&format!(

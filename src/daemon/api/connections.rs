@@ -170,7 +170,9 @@ pub async fn patch(
                 problems.push(format!("[{index}]: a new connection needs a name"));
             }
             if item.connection_type.is_none() {
-                problems.push(format!("[{index}]: a new connection needs a connection_type"));
+                problems.push(format!(
+                    "[{index}]: a new connection needs a connection_type"
+                ));
             }
             if item.secrets.is_none() {
                 problems.push(format!(
@@ -259,8 +261,7 @@ async fn update_one(
             current.name, current.connection_type
         )));
     }
-    if update.secrets_json.is_none() && update.disabled.is_none() && update.description.is_none()
-    {
+    if update.secrets_json.is_none() && update.disabled.is_none() && update.description.is_none() {
         return Ok(current);
     }
     service::update_connection(store, master, id, update, verify).await
@@ -286,7 +287,12 @@ async fn create_one(
 }
 
 /// `{msg, test_status, failure_reason}`, as Fides answers secrets and tests.
-fn test_answer(status: StatusCode, msg: String, test_status: &str, reason: Option<String>) -> Response {
+fn test_answer(
+    status: StatusCode,
+    msg: String,
+    test_status: &str,
+    reason: Option<String>,
+) -> Response {
     (
         status,
         axum::Json(json!({ "msg": msg, "test_status": test_status, "failure_reason": reason })),
@@ -316,9 +322,14 @@ pub async fn put_secret(
             if verify { "succeeded" } else { "untested" },
             None,
         )),
-        Err(ServiceError::VerifyFailed { connection, message }) => Ok(test_answer(
+        Err(ServiceError::VerifyFailed {
+            connection,
+            message,
+        }) => Ok(test_answer(
             StatusCode::UNPROCESSABLE_ENTITY,
-            format!("Secrets for connection {connection:?} were not saved: they failed verification."),
+            format!(
+                "Secrets for connection {connection:?} were not saved: they failed verification."
+            ),
             "failed",
             Some(message),
         )),
@@ -336,9 +347,15 @@ pub async fn test(
     let mut store = state.shared.pool.checkout()?;
     let outcome = service::test_connection(&mut store, &master, &key).await?;
     let (msg, status) = if outcome.succeeded {
-        (format!("Test completed for connection {:?}.", outcome.connection), "succeeded")
+        (
+            format!("Test completed for connection {:?}.", outcome.connection),
+            "succeeded",
+        )
     } else {
-        (format!("Test failed for connection {:?}.", outcome.connection), "failed")
+        (
+            format!("Test failed for connection {:?}.", outcome.connection),
+            "failed",
+        )
     };
     Ok(test_answer(StatusCode::OK, msg, status, outcome.error))
 }
@@ -428,7 +445,10 @@ pub async fn type_secret(
         let known: Vec<&str> = connection_types().iter().map(|t| t.name).collect();
         return Err(ApiError::new(
             StatusCode::NOT_FOUND,
-            format!("no connection type {ty:?}; known types: {}", known.join(", ")),
+            format!(
+                "no connection type {ty:?}; known types: {}",
+                known.join(", ")
+            ),
         ));
     };
     Ok(value(t.json_schema()))

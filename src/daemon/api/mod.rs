@@ -58,7 +58,10 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/connection/{key}/secret", put(connections::put_secret))
         .route("/connection/{key}/test", get(connections::test))
         .route("/connection_type", get(connections::types))
-        .route("/connection_type/{ty}/secret", get(connections::type_secret))
+        .route(
+            "/connection_type/{ty}/secret",
+            get(connections::type_secret),
+        )
         .route(
             "/integrations",
             get(rest::list_integrations).post(rest::add_integration),
@@ -161,7 +164,10 @@ impl From<StoreError> for ApiError {
 
 impl From<tokio::task::JoinError> for ApiError {
     fn from(e: tokio::task::JoinError) -> Self {
-        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("internal error: {e}"))
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("internal error: {e}"),
+        )
     }
 }
 
@@ -214,7 +220,9 @@ impl From<AuthError> for ApiError {
             }
             AuthError::Denied(Denied::MissingScope { token, scope }) => ApiError::new(
                 StatusCode::FORBIDDEN,
-                format!("token {token:?} lacks the scope {scope:?}; create a token with --scope {scope}"),
+                format!(
+                    "token {token:?} lacks the scope {scope:?}; create a token with --scope {scope}"
+                ),
             ),
             AuthError::Store(s) => s.into(),
         }

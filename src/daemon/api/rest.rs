@@ -273,7 +273,9 @@ pub async fn events(
         let items = state
             .shared
             .pool
-            .with(move |store| Ok::<_, ApiError>(store.events(since, integration.as_deref(), limit)?))
+            .with(move |store| {
+                Ok::<_, ApiError>(store.events(since, integration.as_deref(), limit)?)
+            })
             .await?;
         let now = tokio::time::Instant::now();
         if !items.is_empty() || now >= deadline || state.shared.is_stopping() {
@@ -309,11 +311,15 @@ pub async fn create_token(
 ) -> Result<Response, ApiError> {
     let creator = auth(&state, &headers, &["admin:token"]).await?;
     let expires = match body.expires.as_deref() {
-        Some(text) => Some(parse_duration(text).filter(|d| !d.is_zero()).ok_or_else(|| {
-            ApiError::unprocessable(format!(
-                "expires: {text:?} is not a duration; write e.g. 30d, 12h"
-            ))
-        })?),
+        Some(text) => Some(
+            parse_duration(text)
+                .filter(|d| !d.is_zero())
+                .ok_or_else(|| {
+                    ApiError::unprocessable(format!(
+                        "expires: {text:?} is not a duration; write e.g. 30d, 12h"
+                    ))
+                })?,
+        ),
         None => None,
     };
     let new = NewToken {
@@ -364,6 +370,9 @@ pub async fn revoke_token(
     if found {
         Ok(StatusCode::NO_CONTENT.into_response())
     } else {
-        Err(ApiError::new(StatusCode::NOT_FOUND, "no token of that name"))
+        Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "no token of that name",
+        ))
     }
 }
