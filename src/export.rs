@@ -29,26 +29,28 @@ pub fn json(
         }
         Ok(())
     };
-    store.export(
-        integration,
-        &mut |entity: Value| {
-            let mut s = state.borrow_mut();
-            let mut o = out.borrow_mut();
-            o.write_all(if *s == 0 { b"\n" } else { b",\n" })?;
-            *s = 1;
-            serde_json::to_writer(&mut **o, &entity)?;
-            Ok(())
-        },
-        &mut |rel: Value| {
-            let mut s = state.borrow_mut();
-            let mut o = out.borrow_mut();
-            open_relationships(&mut s, &mut **o)?;
-            o.write_all(if *s == 2 { b"\n" } else { b",\n" })?;
-            *s = 3;
-            serde_json::to_writer(&mut **o, &rel)?;
-            Ok(())
-        },
-    )?;
+    store.read_snapshot(|store| {
+        store.export(
+            integration,
+            &mut |entity: Value| {
+                let mut s = state.borrow_mut();
+                let mut o = out.borrow_mut();
+                o.write_all(if *s == 0 { b"\n" } else { b",\n" })?;
+                *s = 1;
+                serde_json::to_writer(&mut **o, &entity)?;
+                Ok(())
+            },
+            &mut |rel: Value| {
+                let mut s = state.borrow_mut();
+                let mut o = out.borrow_mut();
+                open_relationships(&mut s, &mut **o)?;
+                o.write_all(if *s == 2 { b"\n" } else { b",\n" })?;
+                *s = 3;
+                serde_json::to_writer(&mut **o, &rel)?;
+                Ok(())
+            },
+        )
+    })?;
     let mut s = state.borrow_mut();
     let mut o = out.borrow_mut();
     open_relationships(&mut s, &mut **o).map_err(StoreError::Export)?;
@@ -76,30 +78,32 @@ pub fn dot(
             .unwrap_or_default()
             .to_owned()
     };
-    store.export(
-        integration,
-        &mut |e: Value| {
-            let label = format!(
-                "{}\\n{}",
-                dot_escape(&field(&e, "displayName")),
-                field(&e, "_type")
-            );
-            writeln!(
-                out.borrow_mut(),
-                "  \"{}\" [label=\"{label}\"];",
-                dot_escape(&field(&e, "_key"))
-            )
-        },
-        &mut |r: Value| {
-            writeln!(
-                out.borrow_mut(),
-                "  \"{}\" -> \"{}\" [label=\"{}\"];",
-                dot_escape(&field(&r, "_fromEntityKey")),
-                dot_escape(&field(&r, "_toEntityKey")),
-                dot_escape(&field(&r, "_class"))
-            )
-        },
-    )?;
+    store.read_snapshot(|store| {
+        store.export(
+            integration,
+            &mut |e: Value| {
+                let label = format!(
+                    "{}\\n{}",
+                    dot_escape(&field(&e, "displayName")),
+                    field(&e, "_type")
+                );
+                writeln!(
+                    out.borrow_mut(),
+                    "  \"{}\" [label=\"{label}\"];",
+                    dot_escape(&field(&e, "_key"))
+                )
+            },
+            &mut |r: Value| {
+                writeln!(
+                    out.borrow_mut(),
+                    "  \"{}\" -> \"{}\" [label=\"{}\"];",
+                    dot_escape(&field(&r, "_fromEntityKey")),
+                    dot_escape(&field(&r, "_toEntityKey")),
+                    dot_escape(&field(&r, "_class"))
+                )
+            },
+        )
+    })?;
     out.borrow_mut()
         .write_all(b"}\n")
         .map_err(StoreError::Export)?;

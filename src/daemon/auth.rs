@@ -177,6 +177,26 @@ pub fn authorize(
     header: Option<&str>,
     scope: &str,
 ) -> Result<TokenRecord, AuthError> {
+    let record = authenticate(store, header)?;
+    require(&record, scope)?;
+    Ok(record)
+}
+
+/// 403 unless `record` carries `scope`.
+pub fn require(record: &TokenRecord, scope: &str) -> Result<(), AuthError> {
+    if has_scope(&record.scopes, scope) {
+        Ok(())
+    } else {
+        Err(AuthError::Denied(Denied::MissingScope {
+            token: record.name.clone(),
+            scope: scope.to_owned(),
+        }))
+    }
+}
+
+/// Finds the valid (known, unexpired) token of an `Authorization` header
+/// value, whatever its scopes.
+pub fn authenticate(store: &Store, header: Option<&str>) -> Result<TokenRecord, AuthError> {
     let Some(header) = header else {
         return Err(AuthError::Denied(Denied::Unauthenticated(
             "no token; send Authorization: Bearer sxt_… (create one with: sextant token create NAME --scope SCOPE)".into(),
@@ -203,12 +223,6 @@ pub fn authorize(
             record.name,
             record.expires_at.as_deref().unwrap_or_default()
         ))));
-    }
-    if !has_scope(&record.scopes, scope) {
-        return Err(AuthError::Denied(Denied::MissingScope {
-            token: record.name,
-            scope: scope.to_owned(),
-        }));
     }
     Ok(record)
 }

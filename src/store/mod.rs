@@ -193,6 +193,19 @@ impl Store {
         &self.path
     }
 
+    /// Runs `f` in one read transaction, so that its queries see one
+    /// snapshot: a commit from another connection lands before or after
+    /// them, never between (the daemon exports while syncs commit).
+    pub fn read_snapshot<R>(
+        &self,
+        f: impl FnOnce(&Store) -> Result<R, StoreError>,
+    ) -> Result<R, StoreError> {
+        let tx = self.conn.unchecked_transaction()?;
+        let out = f(self)?;
+        tx.commit()?;
+        Ok(out)
+    }
+
     /// The schema version of the open database (`PRAGMA user_version`).
     pub fn schema_version(&self) -> Result<usize, StoreError> {
         let version: i64 = self

@@ -530,6 +530,7 @@ async fn bad_requests_are_refused_whole_with_a_message() {
     )
     .await;
     let limited = token(h, "bot-update", &["connections:read-update"]).await;
+    let creator = token(h, "bot-create", &["connections:create"]).await;
     let daemon = Daemon::start(h, "5s");
     let http = client();
     let api = |p: &str| daemon.api(&format!("/api/v1{p}"));
@@ -652,5 +653,17 @@ async fn bad_requests_are_refused_whole_with_a_message() {
     let integrations = sextant_async(h, &["integration", "list", "--json"], &[]).await;
     let listed: Value = serde_json::from_str(&integrations.stdout).expect("json");
     assert_eq!(listed.as_array().map(Vec::len), Some(1), "{listed}");
+
+    // Creating needs only connections:create.
+    let (status, body) = send(
+        http.patch(api("/connection"))
+            .bearer_auth(&creator)
+            .json_body(&json!([
+                {"name": "new-one", "connection_type": "circleci", "secrets": {"api_token": "t"}}
+            ])),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["succeeded"][0]["key"], "new_one", "{body}");
     assert_eq!(daemon.terminate().await, 0);
 }

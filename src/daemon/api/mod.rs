@@ -23,7 +23,7 @@ use axum::routing::{get, post, put};
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
-use super::auth::{AuthError, Denied, authorize};
+use super::auth::{AuthError, Denied, authenticate, require};
 use super::{Shared, TriggerError};
 use crate::connection::service::ServiceError;
 use crate::store::{StoreError, TokenRecord};
@@ -230,7 +230,7 @@ impl From<AuthError> for ApiError {
 }
 
 /// Checks the request's token for every scope in `scopes` (the first one
-/// missing is named) and records its use.
+/// missing is named; none: any valid token) and records its use.
 pub async fn auth(
     state: &AppState,
     headers: &HeaderMap,
@@ -255,17 +255,11 @@ pub async fn auth(
         .shared
         .pool
         .with(move |store| {
-            let mut record = None;
+            let record = authenticate(store, header.as_deref())?;
             for scope in &scopes {
-                record = Some(authorize(store, header.as_deref(), scope)?);
+                require(&record, scope)?;
             }
-            match record {
-                Some(record) => Ok(record),
-                None => Err(ApiError::new(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "route without a scope",
-                )),
-            }
+            Ok::<_, ApiError>(record)
         })
         .await?;
     let due = match state.touched.lock() {
