@@ -8,7 +8,7 @@ use clap::Args;
 use super::Context;
 use crate::run::{StepOutcome, StepStatus};
 use crate::source::dag::{Progress, ProgressEvent};
-use crate::sync::{SyncReport, resolve, run_sync};
+use crate::sync::{SyncReport, holder_id, resolve, start_run};
 
 #[derive(Debug, Args)]
 pub struct SyncArgs {
@@ -30,12 +30,21 @@ pub fn run(cx: &Context, args: SyncArgs) -> anyhow::Result<i32> {
     };
     let schema = super::schema()?;
     let progress = std::io::stderr().is_terminal().then(terminal_progress);
-    let report = super::runtime()?.block_on(run_sync(
+    // Under the integration's run lease; Ctrl-C aborts cleanly (nothing
+    // written, run recorded aborted, lease released) instead of leaving the
+    // lease to expire.
+    let started = start_run(&mut store, &integration, &connection, &holder_id("sync"))?;
+    let interrupted = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+        "interrupted (Ctrl-C)".to_owned()
+    };
+    let report = super::runtime()?.block_on(started.run(
         &mut store,
         schema,
-        &integration,
-        &connection,
         progress.as_ref(),
+        interrupted,
     ))?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);

@@ -34,6 +34,13 @@ fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
+/// A stored expiry as a time string.
+fn expiry_text(ms: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+        .map(super::format_time)
+        .unwrap_or_else(|_| ms.to_string())
+}
+
 fn ttl_ms(ttl: Duration) -> i64 {
     i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX)
 }
@@ -79,6 +86,7 @@ impl Store {
                 integration: integration.to_owned(),
                 holder: lease.holder.clone(),
                 since: lease.acquired_at.clone(),
+                expires: expiry_text(lease.expires_ms),
             });
         }
         let now = now();

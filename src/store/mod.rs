@@ -92,12 +92,13 @@ pub enum StoreError {
     #[error("writing the graph export failed: {0}")]
     Export(#[source] std::io::Error),
     #[error(
-        "integration {integration:?} is already syncing (holder {holder}, since {since}); wait for that run to finish (its lease expires if its process died)"
+        "integration {integration:?} is already syncing (holder {holder}, since {since}); wait for that run to finish (if its process died, its lease expires at {expires})"
     )]
     LeaseHeld {
         integration: String,
         holder: String,
         since: String,
+        expires: String,
     },
     #[error(
         "integration {integration:?}: this run ({holder}) lost its lease (it expired and another process took it); nothing more was written, the other run carries on"

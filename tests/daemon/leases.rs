@@ -89,7 +89,8 @@ async fn sync_is_refused_while_another_process_holds_the_lease() {
         refused
             .stderr
             .contains("\"acme\" is already syncing (holder daemon:pid1:feedbeef, since ")
-            && refused.stderr.contains("wait for that run to finish"),
+            && refused.stderr.contains("wait for that run to finish")
+            && refused.stderr.contains("its lease expires at "),
         "{}",
         refused.stderr
     );
@@ -112,4 +113,50 @@ async fn sync_is_refused_while_another_process_holds_the_lease() {
     assert_eq!(all[0].3.as_deref(), Some(ABANDONED));
     assert_eq!(all[1].2, "success");
     assert_eq!(lease_count(h), 0, "the sync released its lease");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ctrl_c_aborts_a_cli_sync_and_releases_its_lease() {
+    let server = FixtureServer::start(FixtureSet::Day1)
+        .await
+        .expect("server");
+    let home = tempfile::tempdir().expect("tempdir");
+    let h = home.path();
+    setup(h, &server.base_url(), "DISABLED").await;
+    server.inject("/api/v2/workflow/*", sextant::fixtures::Fault::Hang);
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_sextant"))
+        .arg("--home")
+        .arg(h)
+        .args(["sync", "acme"])
+        .env_remove("SEXTANT_MASTER_KEY")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    crate::support::eventually("a hung request", || async {
+        server
+            .requests()
+            .iter()
+            .any(|r| r.contains("/api/v2/workflow/"))
+            .then_some(())
+    })
+    .await;
+    let pid = child.id().to_string();
+    let status = std::process::Command::new("kill")
+        .args(["-INT", &pid])
+        .status()
+        .expect("kill");
+    assert!(status.success());
+    let out = tokio::task::spawn_blocking(move || child.wait_with_output())
+        .await
+        .expect("join")
+        .expect("output");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("aborted: interrupted (Ctrl-C)"), "{stderr}");
+    let all = runs(h);
+    assert_eq!(all.len(), 1, "{all:?}");
+    assert_eq!(all[0].2, "aborted");
+    assert_eq!(lease_count(h), 0, "the lease was released");
+    server.clear_faults();
 }
