@@ -186,6 +186,7 @@ async fn bench(clients: usize, length: Duration) -> Result<(), Box<dyn std::erro
         latencies.extend(l);
         errors += e;
     }
+    tokio::time::sleep_until(deadline.into()).await;
     done.store(true, Ordering::Relaxed);
     let syncs = syncer.await?;
     let _ = stop_tx.send(());
@@ -206,12 +207,22 @@ async fn bench(clients: usize, length: Duration) -> Result<(), Box<dyn std::erro
         percentile(&latencies, 0.99).as_secs_f64() * 1e3,
         latencies.last().copied().unwrap_or_default().as_secs_f64() * 1e3,
     );
+    let parse = |t: &str| {
+        time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339).ok()
+    };
+    let durations: Vec<f64> = runs
+        .iter()
+        .filter_map(|r| {
+            Some((parse(r.ended_at.as_deref()?)? - parse(&r.started_at)?).as_seconds_f64())
+        })
+        .collect();
     println!(
-        "syncs started {syncs}, recorded {} ({} success)",
+        "syncs started {syncs}, recorded {} ({} success), mean sync {:.2} s",
         runs.len(),
         runs.iter()
             .filter(|r| r.status.as_str() == "success")
-            .count()
+            .count(),
+        durations.iter().sum::<f64>() / durations.len().max(1) as f64
     );
     Ok(())
 }
