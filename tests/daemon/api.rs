@@ -667,3 +667,98 @@ async fn bad_requests_are_refused_whole_with_a_message() {
     assert_eq!(body["succeeded"][0]["key"], "new_one", "{body}");
     assert_eq!(daemon.terminate().await, 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn integrations_crud_round_trips() {
+    let server = FixtureServer::start(FixtureSet::Day1)
+        .await
+        .expect("server");
+    let home = tempfile::tempdir().expect("tempdir");
+    let h = home.path();
+    setup(h, &server.base_url(), "DISABLED").await;
+    let all = token(
+        h,
+        "bot-int",
+        &[
+            "integrations:create",
+            "integrations:read-update",
+            "integrations:delete",
+        ],
+    )
+    .await;
+    let reader = token(h, "bot-read", &["integrations:read"]).await;
+    let daemon = Daemon::start(h, "5s");
+    let http = client();
+    let api = |p: &str| daemon.api(&format!("/api/v1{p}"));
+
+    let (status, created) = send(http.post(api("/integrations")).bearer_auth(&all).json_body(
+        &json!({
+            "name": "beta", "connection": "ci-test", "account_name": "Beta",
+            "interval": "4h", "tag_account_name": true,
+            "settings": {"max_pipeline_pages": 2}
+        }),
+    ))
+    .await;
+    assert_eq!(status, 201, "{created}");
+    assert_eq!(created["connection"], "ci-test");
+    assert_eq!(created["settings"]["max_pipeline_pages"], 2);
+    let (status, body) = send(
+        http.post(api("/integrations"))
+            .bearer_auth(&all)
+            .json_body(&json!({"name": "beta", "connection": "ci-test"})),
+    )
+    .await;
+    assert_eq!(status, 409, "{body}");
+    let (status, body) = send(
+        http.post(api("/integrations"))
+            .bearer_auth(&reader)
+            .json_body(&json!({"name": "gamma", "connection": "ci-test"})),
+    )
+    .await;
+    assert_eq!(status, 403, "{body}");
+    assert!(
+        body["detail"]
+            .as_str()
+            .expect("detail")
+            .contains("integrations:create")
+    );
+
+    let (status, list) = send(http.get(api("/integrations")).bearer_auth(&reader)).await;
+    assert_eq!(status, 200, "{list}");
+    assert_eq!(list["total"], 2);
+    let (status, shown) = send(http.get(api("/integrations/beta")).bearer_auth(&reader)).await;
+    assert_eq!(status, 200);
+    assert_eq!(shown, created);
+    let (status, updated) = send(
+        http.patch(api("/integrations/beta"))
+            .bearer_auth(&all)
+            .json_body(&json!({"enabled": false, "description": "paused"})),
+    )
+    .await;
+    assert_eq!(status, 200, "{updated}");
+    assert_eq!(
+        (
+            updated["enabled"].as_bool(),
+            updated["description"].as_str()
+        ),
+        (Some(false), Some("paused"))
+    );
+    let (status, body) = send(
+        http.patch(api("/integrations/beta"))
+            .bearer_auth(&all)
+            .json_body(&json!({"name": "renamed"})),
+    )
+    .await;
+    assert_eq!(status, 422, "{body}");
+    let (status, _) = send(http.delete(api("/integrations/beta")).bearer_auth(&all)).await;
+    assert_eq!(status, 204);
+    let (status, body) = send(http.get(api("/integrations/beta")).bearer_auth(&reader)).await;
+    assert_eq!(status, 404, "{body}");
+    assert!(
+        body["detail"]
+            .as_str()
+            .expect("detail")
+            .contains("\"beta\"")
+    );
+    assert_eq!(daemon.terminate().await, 0);
+}
