@@ -3,6 +3,7 @@
 //! API with scoped tokens, graceful shutdown.
 
 mod api;
+mod connections;
 mod leases;
 mod lifecycle;
 mod support;
