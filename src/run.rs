@@ -104,6 +104,9 @@ pub struct StepOutcome {
     pub relationships: u64,
     pub requests: u64,
     pub retries: u64,
+    /// 429 responses received (filled by the step executor from its
+    /// `RequestStats`).
+    pub throttled: u64,
     /// Time spent waiting on rate limits (our limiter, `Retry-After` and
     /// rate-limit window resets).
     pub waited_ms: u64,
@@ -135,6 +138,7 @@ impl StepOutcome {
             relationships: 0,
             requests: 0,
             retries: 0,
+            throttled: 0,
             waited_ms: 0,
             not_modified: 0,
             reset_wait_ms: 0,

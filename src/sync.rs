@@ -2,7 +2,7 @@
 //! the source's steps, then diff and commit in one store transaction.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use serde::Serialize;
 use time::OffsetDateTime;
@@ -22,6 +22,12 @@ pub enum SyncError {
     UnknownIntegration(String),
     #[error("integration {0:?} is disabled; enable it before syncing")]
     Disabled(String),
+    #[error("sync {sync_id} of {integration:?} aborted: {reason}; nothing of it was written")]
+    Aborted {
+        integration: String,
+        sync_id: i64,
+        reason: String,
+    },
     #[error(transparent)]
     Source(#[from] SourceError),
     #[error(transparent)]
@@ -52,14 +58,45 @@ pub fn now_rfc3339() -> String {
         .unwrap_or_default()
 }
 
-/// Runs one sync: collect, then commit graph changes and events atomically.
-pub async fn run_sync(
+/// How long a run's lease lasts without renewal. Longer than the slowest
+/// commit (the lease is renewed just before it, and the commit's write lock
+/// keeps any reclaimer waiting until it ends).
+pub const LEASE_TTL: Duration = Duration::from_secs(120);
+/// How often a run renews its lease while it collects.
+pub const LEASE_RENEW: Duration = Duration::from_secs(20);
+
+/// A process-unique lease holder id, `KIND:pidPID:RANDOM`.
+pub fn holder_id(kind: &str) -> String {
+    let random = uuid::Uuid::new_v4().simple().to_string();
+    format!(
+        "{kind}:pid{}:{}",
+        std::process::id(),
+        random.get(..8).unwrap_or(&random)
+    )
+}
+
+/// A run that holds its integration's lease and has a `running` row; drive
+/// it to the end with [`StartedRun::run`].
+pub struct StartedRun {
+    pub sync_id: i64,
+    pub integration: String,
+    holder: String,
+    source: SourceKind,
+    /// The integration's ETag cache, shared with the source's HTTP client.
+    cache: ResponseCache,
+    started_at: String,
+    clock: Instant,
+}
+
+/// Checks the integration, builds its source, takes its lease and records
+/// the run as `running`. Fails with [`StoreError::LeaseHeld`] (wrapped) while
+/// another process runs the same integration.
+pub fn start_run(
     store: &mut Store,
-    schema: Arc<Schema>,
     integration: &IntegrationConfig,
     connection: &ResolvedConnection,
-    progress: Option<&Progress>,
-) -> Result<SyncReport, SyncError> {
+    holder: &str,
+) -> Result<StartedRun, SyncError> {
     if !integration.enabled {
         return Err(SyncError::Disabled(integration.name.clone()));
     }
@@ -68,56 +105,151 @@ pub async fn run_sync(
     let mut connection = connection.clone();
     connection.http.response_cache = Some(cache.clone());
     let source = SourceKind::new(integration, &connection)?;
+    store.acquire_lease(&integration.name, holder, LEASE_TTL)?;
     let started_at = now_rfc3339();
-    let clock = Instant::now();
-    let sync_id = store.begin_run(&integration.name)?;
-    tracing::info!(integration = %integration.name, sync_id, source = source.name(), "Sync started.");
-
-    let state = RunState::new(schema.clone());
-    let steps = source.collect(&state, progress).await;
-    let collected = state.into_graph();
-    let complete = complete_types(&schema, &steps);
-    let status = run_status(&steps);
-    let changes = match store.commit_run(
-        sync_id,
-        &integration.name,
-        &collected,
-        &complete,
-        &steps,
-        status,
-    ) {
-        Ok(changes) => changes,
+    let sync_id = match store.begin_run(&integration.name) {
+        Ok(id) => id,
         Err(e) => {
-            // Nothing of the run landed; record why, if the store still can.
-            let _ = store.finish_run(sync_id, RunStatus::Failed, &steps, Some(&e.to_string()));
+            let _ = store.release_lease(&integration.name, holder);
             return Err(e.into());
         }
     };
-    save_response_cache(store, &integration.name, &cache);
-    tracing::info!(
-        integration = %integration.name,
-        sync_id,
-        status = status.as_str(),
-        created = changes.created,
-        updated = changes.updated,
-        deleted = changes.deleted,
-        "Sync finished."
-    );
-    Ok(SyncReport {
+    tracing::info!(integration = %integration.name, sync_id, holder, source = source.name(), "Sync started.");
+    Ok(StartedRun {
         sync_id,
         integration: integration.name.clone(),
-        status,
+        holder: holder.to_owned(),
+        source,
+        cache,
         started_at,
-        ended_at: now_rfc3339(),
-        duration_ms: u64::try_from(clock.elapsed().as_millis()).unwrap_or(u64::MAX),
-        requests: steps.iter().map(|s| s.requests).sum(),
-        entities: collected.entity_count() as u64,
-        relationships: collected.relationship_count() as u64,
-        created: changes.created,
-        updated: changes.updated,
-        deleted: changes.deleted,
-        steps,
+        clock: Instant::now(),
     })
+}
+
+impl StartedRun {
+    /// The source's name (`circleci`).
+    pub fn source(&self) -> &'static str {
+        self.source.name()
+    }
+}
+
+/// Runs one sync: take the lease, collect, then commit graph changes and
+/// events atomically, then release the lease.
+pub async fn run_sync(
+    store: &mut Store,
+    schema: Arc<Schema>,
+    integration: &IntegrationConfig,
+    connection: &ResolvedConnection,
+    progress: Option<&Progress>,
+) -> Result<SyncReport, SyncError> {
+    let run = start_run(store, integration, connection, &holder_id("sync"))?;
+    run.run(store, schema, progress, std::future::pending())
+        .await
+}
+
+enum Collection {
+    Done(Vec<StepOutcome>),
+    Aborted(String),
+    LeaseLost(StoreError),
+}
+
+impl StartedRun {
+    /// Collects (renewing the lease), commits, and releases the lease. When
+    /// `abort` completes first, collection is dropped, nothing of the graph
+    /// is written, the run is recorded `aborted` with the reason `abort`
+    /// gave, and the lease is released. The commit itself is never
+    /// interrupted: it is synchronous and atomic.
+    pub async fn run(
+        self,
+        store: &mut Store,
+        schema: Arc<Schema>,
+        progress: Option<&Progress>,
+        abort: impl Future<Output = String>,
+    ) -> Result<SyncReport, SyncError> {
+        let name = self.integration.clone();
+        let sync_id = self.sync_id;
+        let state = RunState::new(schema.clone());
+        let outcome = {
+            let collect = self.source.collect(&state, progress);
+            tokio::pin!(collect);
+            tokio::pin!(abort);
+            let start = tokio::time::Instant::now() + LEASE_RENEW;
+            let mut renew = tokio::time::interval_at(start, LEASE_RENEW);
+            loop {
+                tokio::select! {
+                    steps = &mut collect => break Collection::Done(steps),
+                    reason = &mut abort => break Collection::Aborted(reason),
+                    _ = renew.tick() => match store.renew_lease(&name, &self.holder, LEASE_TTL) {
+                        Ok(()) => {}
+                        Err(e @ StoreError::LeaseLost { .. }) => break Collection::LeaseLost(e),
+                        // Busy: another writer holds the database; the lease
+                        // has time left, try again at the next tick.
+                        Err(e) => tracing::warn!(integration = %name, sync_id, error = %e, "Could not renew the run lease."),
+                    },
+                }
+            }
+        };
+        let steps = match outcome {
+            Collection::Done(steps) => steps,
+            Collection::Aborted(reason) => {
+                let _ = store.finish_run(sync_id, RunStatus::Aborted, &[], Some(&reason));
+                let _ = store.release_lease(&name, &self.holder);
+                tracing::warn!(integration = %name, sync_id, reason, "Sync aborted.");
+                return Err(SyncError::Aborted {
+                    integration: name,
+                    sync_id,
+                    reason,
+                });
+            }
+            Collection::LeaseLost(e) => {
+                let _ = store.finish_run(sync_id, RunStatus::Aborted, &[], Some(&e.to_string()));
+                return Err(e.into());
+            }
+        };
+        // Renew right before committing; a lost lease means another run
+        // owns the integration now, and this one must not write.
+        if let Err(e) = store.renew_lease(&name, &self.holder, LEASE_TTL)
+            && matches!(e, StoreError::LeaseLost { .. })
+        {
+            let _ = store.finish_run(sync_id, RunStatus::Aborted, &steps, Some(&e.to_string()));
+            return Err(e.into());
+        }
+        let collected = state.into_graph();
+        let complete = complete_types(&schema, &steps);
+        let status = run_status(&steps);
+        let committed = store.commit_run(sync_id, &name, &collected, &complete, &steps, status);
+        if let Err(e) = &committed {
+            // Nothing of the run landed; record why, if the store still can.
+            let _ = store.finish_run(sync_id, RunStatus::Failed, &steps, Some(&e.to_string()));
+        }
+        let _ = store.release_lease(&name, &self.holder);
+        let changes = committed?;
+        save_response_cache(store, &name, &self.cache);
+        tracing::info!(
+            integration = %name,
+            sync_id,
+            status = status.as_str(),
+            created = changes.created,
+            updated = changes.updated,
+            deleted = changes.deleted,
+            "Sync finished."
+        );
+        Ok(SyncReport {
+            sync_id,
+            integration: name,
+            status,
+            started_at: self.started_at,
+            ended_at: now_rfc3339(),
+            duration_ms: u64::try_from(self.clock.elapsed().as_millis()).unwrap_or(u64::MAX),
+            requests: steps.iter().map(|s| s.requests).sum(),
+            entities: collected.entity_count() as u64,
+            relationships: collected.relationship_count() as u64,
+            created: changes.created,
+            updated: changes.updated,
+            deleted: changes.deleted,
+            steps,
+        })
+    }
 }
 
 /// The integration's stored ETag cache. A cache that cannot be read costs

@@ -4,12 +4,14 @@ mod alerts;
 mod config;
 mod connection;
 mod connection_type;
+mod daemon;
 mod demo;
 mod events;
 mod graph;
 mod integration;
 mod key;
 mod sync;
+mod token;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -76,6 +78,12 @@ pub enum Command {
     /// (`sync` and `daemon` apply it at start).
     #[command(subcommand)]
     Config(config::ConfigCommand),
+    /// Run every stored integration on its schedule and serve the HTTP API
+    /// until SIGTERM or SIGINT.
+    Daemon(daemon::DaemonArgs),
+    /// API tokens for the daemon (scoped, hashed at rest, shown once).
+    #[command(subcommand)]
+    Token(token::TokenCommand),
 }
 
 /// Where state lives for this invocation.
@@ -168,6 +176,8 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Integration(cmd) => integration::run(&cx, cmd),
         Command::Key(cmd) => key::run(&cx, cmd),
         Command::Config(cmd) => config::run(&cx, cmd),
+        Command::Daemon(args) => daemon::run(&cx, args),
+        Command::Token(cmd) => token::run(&cx, cmd),
     }
 }
 

@@ -9,7 +9,7 @@ use super::Context;
 use crate::alerts::Deliverer;
 use crate::run::{StepOutcome, StepStatus};
 use crate::source::dag::{Progress, ProgressEvent};
-use crate::sync::{SyncError, SyncReport, run_sync};
+use crate::sync::{SyncError, SyncReport, holder_id, start_run};
 
 #[derive(Debug, Args)]
 pub struct SyncArgs {
@@ -29,14 +29,19 @@ pub fn run(cx: &Context, args: SyncArgs) -> anyhow::Result<i32> {
             .ok_or_else(|| SyncError::UnknownIntegration(args.name.clone()))?;
     let schema = super::schema()?;
     let progress = std::io::stderr().is_terminal().then(terminal_progress);
+    // Under the integration's run lease; Ctrl-C aborts cleanly (nothing
+    // written, run recorded aborted, lease released) instead of leaving the
+    // lease to expire.
+    let started = start_run(&mut store, &integration, &connection, &holder_id("sync"))?;
+    let interrupted = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+        "interrupted (Ctrl-C)".to_owned()
+    };
     let runtime = super::runtime()?;
-    let report = runtime.block_on(run_sync(
-        &mut store,
-        schema,
-        &integration,
-        &connection,
-        progress.as_ref(),
-    ))?;
+    let report =
+        runtime.block_on(started.run(&mut store, schema, progress.as_ref(), interrupted))?;
     if !args.json {
         print_summary(&mut std::io::stdout(), &report)?;
     }

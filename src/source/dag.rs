@@ -317,6 +317,7 @@ async fn run_step<'a, C: Sync>(
     outcome.duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
     outcome.requests = scope.stats.requests();
     outcome.retries = scope.stats.retries();
+    outcome.throttled = scope.stats.throttled();
     outcome.waited_ms = scope.stats.waited_ms();
     outcome.not_modified = scope.stats.not_modified();
     outcome.reset_wait_ms = scope.stats.reset_wait_ms();

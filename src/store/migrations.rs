@@ -191,6 +191,28 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     INSERT INTO alert_state (name, value)
         SELECT 'sync_runs_from', COALESCE(MAX(id), 0) FROM sync_runs;
     ",
+    // 6: run leases (one run per integration across processes) and
+    // API tokens (stored as SHA-256 hashes only).
+    "
+    CREATE TABLE run_leases (
+        integration TEXT    PRIMARY KEY,
+        holder      TEXT    NOT NULL,   -- process that runs it: kind:pid:random
+        acquired_at TEXT    NOT NULL,
+        renewed_at  TEXT    NOT NULL,
+        expires_ms  INTEGER NOT NULL    -- Unix milliseconds; past it, the lease may be reclaimed
+    );
+
+    CREATE TABLE api_tokens (
+        name         TEXT    PRIMARY KEY,
+        username     TEXT    NOT NULL,
+        token_type   TEXT    NOT NULL,          -- user | service
+        hash         BLOB    NOT NULL UNIQUE,   -- SHA-256 of the whole token; the token is never stored
+        scopes       TEXT    NOT NULL,          -- space-separated resource:action
+        created_at   TEXT    NOT NULL,
+        expires_at   TEXT,
+        last_used_at TEXT
+    );
+    ",
 ];
 
 /// Brings the database to the latest schema, refusing one that is newer.

@@ -14,9 +14,11 @@ mod connections;
 mod events;
 mod graph;
 mod http_cache;
+mod leases;
 mod migrations;
 mod runs;
 mod sinks;
+mod tokens;
 mod write;
 
 use std::path::{Path, PathBuf};
@@ -28,8 +30,11 @@ use time::macros::format_description;
 
 pub use connections::{ConnectionRow, IntegrationRow, Upsert};
 pub use http_cache::HttpCacheRow;
+pub use leases::{ABANDONED, LeaseRecord};
 pub use runs::RunRecord;
 pub use sinks::SinkCursor;
+pub use tokens::TokenRecord;
+pub(crate) use tokens::time_after;
 
 /// The schema version this build creates and upgrades to.
 pub const SCHEMA_VERSION: usize = migrations::MIGRATIONS.len();
@@ -92,6 +97,21 @@ pub enum StoreError {
     },
     #[error("writing the graph export failed: {0}")]
     Export(#[source] std::io::Error),
+    #[error(
+        "integration {integration:?} is already syncing (holder {holder}, since {since}); wait for that run to finish (if its process died, its lease expires at {expires})"
+    )]
+    LeaseHeld {
+        integration: String,
+        holder: String,
+        since: String,
+        expires: String,
+    },
+    #[error(
+        "integration {integration:?}: this run ({holder}) lost its lease (it expired and another process took it); nothing more was written, the other run carries on"
+    )]
+    LeaseLost { integration: String, holder: String },
+    #[error("a token named {0:?} already exists; pick another name or revoke it first")]
+    TokenExists(String),
     #[error("commit interrupted by the injected test fault")]
     #[doc(hidden)]
     InjectedFault,
@@ -178,6 +198,19 @@ impl Store {
     /// The database file (`:memory:` for an in-memory store).
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Runs `f` in one read transaction, so that its queries see one
+    /// snapshot: a commit from another connection lands before or after
+    /// them, never between (the daemon exports while syncs commit).
+    pub fn read_snapshot<R>(
+        &self,
+        f: impl FnOnce(&Store) -> Result<R, StoreError>,
+    ) -> Result<R, StoreError> {
+        let tx = self.conn.unchecked_transaction()?;
+        let out = f(self)?;
+        tx.commit()?;
+        Ok(out)
     }
 
     /// The schema version of the open database (`PRAGMA user_version`).
