@@ -7,7 +7,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
 use base64::Engine as _;
-use common::{Run, sextant, sextant_async};
+use common::{Run, contains, db_bytes, sextant, sextant_async};
 use serde_json::Value;
 use sextant::fixtures::{FIXTURE_TOKEN, FixtureServer, FixtureSet};
 
@@ -22,21 +22,6 @@ fn secrets_file(dir: &Path, name: &str, token: &str, host: &str) -> String {
     )
     .expect("write secrets");
     path.display().to_string()
-}
-
-/// The database file and its WAL, as bytes.
-fn db_bytes(home: &Path) -> Vec<u8> {
-    let mut bytes = std::fs::read(home.join("sextant.db")).expect("db");
-    if let Ok(wal) = std::fs::read(home.join("sextant.db-wal")) {
-        bytes.extend(wal);
-    }
-    bytes
-}
-
-fn contains(haystack: &[u8], needle: &str) -> bool {
-    haystack
-        .windows(needle.len())
-        .any(|w| w == needle.as_bytes())
 }
 
 fn assert_no_token(runs: &[&Run]) {

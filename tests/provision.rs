@@ -5,26 +5,12 @@ mod common;
 
 use std::path::Path;
 
-use common::{Run, SECRET_TOKEN_ENV, sextant_async, write_config};
+use common::{Run, SECRET_TOKEN_ENV, contains, db_bytes, sextant_async, write_config};
 use serde_json::Value;
 use sextant::fixtures::{FIXTURE_TOKEN, Fault, FixtureServer, FixtureSet};
 
 const OTHER_TOKEN: &str = "rotated-token-5f1e2d3c4b5a69788796";
 const KEY: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
-
-fn db_bytes(home: &Path) -> Vec<u8> {
-    let mut bytes = std::fs::read(home.join("sextant.db")).expect("db");
-    if let Ok(wal) = std::fs::read(home.join("sextant.db-wal")) {
-        bytes.extend(wal);
-    }
-    bytes
-}
-
-fn contains(haystack: &[u8], needle: &str) -> bool {
-    haystack
-        .windows(needle.len())
-        .any(|w| w == needle.as_bytes())
-}
 
 fn json(run: &Run) -> Value {
     assert_eq!(run.code, 0, "{}", run.all_output());

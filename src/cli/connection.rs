@@ -100,13 +100,8 @@ pub struct ListArgs {
     /// Case-insensitive search in name, key and description.
     #[arg(long)]
     pub search: Option<String>,
-    #[arg(long, default_value_t = 1)]
-    pub page: usize,
-    #[arg(long, default_value_t = 50)]
-    pub size: usize,
-    /// Print `{items, total, page, size}` as JSON.
-    #[arg(long)]
-    pub json: bool,
+    #[command(flatten)]
+    pub paging: super::PageArgs,
 }
 
 #[derive(Debug, Args)]
@@ -181,11 +176,11 @@ pub fn run(cx: &Context, cmd: ConnectionCommand) -> anyhow::Result<i32> {
                     disabled: args.disabled,
                     test_status: args.test_status,
                     search: args.search,
-                    page: args.page,
-                    size: args.size,
+                    page: args.paging.page,
+                    size: args.paging.size,
                 },
             )?;
-            if args.json {
+            if args.paging.json {
                 println!("{}", serde_json::to_string_pretty(&page)?);
             } else {
                 println!(

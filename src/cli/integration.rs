@@ -33,13 +33,8 @@ pub struct ListArgs {
     /// Case-insensitive text in the name, account name or description.
     #[arg(long)]
     pub search: Option<String>,
-    #[arg(long, default_value_t = 1)]
-    pub page: usize,
-    #[arg(long, default_value_t = 50)]
-    pub size: usize,
-    /// Print `{items, total, page, size}` as JSON.
-    #[arg(long)]
-    pub json: bool,
+    #[command(flatten)]
+    pub paging: super::PageArgs,
 }
 
 #[derive(Debug, Args)]
@@ -142,12 +137,12 @@ pub fn run(cx: &Context, cmd: IntegrationCommand) -> anyhow::Result<i32> {
                     connection: args.connection,
                     enabled: args.enabled,
                     search: args.search,
-                    page: args.page,
-                    size: args.size,
+                    page: args.paging.page,
+                    size: args.paging.size,
                 },
             )?;
             let items = &page.items;
-            if args.json {
+            if args.paging.json {
                 println!("{}", serde_json::to_string_pretty(&page)?);
             } else {
                 println!(

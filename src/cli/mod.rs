@@ -86,6 +86,20 @@ pub enum Command {
     Token(token::TokenCommand),
 }
 
+/// Paging and output of a list command.
+#[derive(Debug, clap::Args)]
+pub struct PageArgs {
+    /// Page to show, from 1.
+    #[arg(long, default_value_t = 1)]
+    pub page: usize,
+    /// Items per page.
+    #[arg(long, default_value_t = 50)]
+    pub size: usize,
+    /// Print `{items, total, page, size}` as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
 /// Where state lives for this invocation.
 pub struct Context {
     pub home: PathBuf,

@@ -3,6 +3,7 @@
 
 pub mod circleci;
 pub mod dag;
+pub(crate) mod fanout;
 pub mod github;
 pub mod http;
 

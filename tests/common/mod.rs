@@ -72,3 +72,19 @@ pub fn write_config(home: &Path, host: &str, settings: &str) -> PathBuf {
     std::fs::write(&path, text).expect("write config");
     path
 }
+
+/// The database file and its WAL, as bytes (for "never stored in clear" checks).
+pub fn db_bytes(home: &Path) -> Vec<u8> {
+    let mut bytes = std::fs::read(home.join("sextant.db")).expect("db");
+    if let Ok(wal) = std::fs::read(home.join("sextant.db-wal")) {
+        bytes.extend(wal);
+    }
+    bytes
+}
+
+/// Whether `needle` occurs in `haystack`.
+pub fn contains(haystack: &[u8], needle: &str) -> bool {
+    haystack
+        .windows(needle.len())
+        .any(|w| w == needle.as_bytes())
+}

@@ -4,14 +4,13 @@
 //! bounded by `settings.concurrency`.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::future::Future;
 
 use futures::future::BoxFuture;
-use futures::stream::{self, StreamExt};
 
 use super::{CircleCi, api, map};
 use crate::graph::Relationship;
 use crate::source::dag::{StepError, StepScope};
+use crate::source::fanout::{self, fan_out, finish};
 use crate::source::http::{HttpError, encode_segment};
 
 type StepResult<'a> = BoxFuture<'a, Result<(), StepError>>;
@@ -29,59 +28,20 @@ fn id_path(id: &str) -> String {
     encode_segment(id).into_owned()
 }
 
+/// A rejected or insufficient token (401/403) stops the run.
+fn fatal(e: &HttpError) -> bool {
+    e.is_auth()
+}
+
 fn fail(e: &HttpError) -> StepError {
-    StepError {
-        message: e.to_string(),
-        fatal: e.is_auth(),
-    }
+    fanout::step_error(e, fatal)
 }
 
-/// Runs `f` over `items`, at most `concurrency` at once.
-async fn fan_out<T, R, F, Fut>(items: Vec<T>, concurrency: usize, f: F) -> Vec<R>
-where
-    F: Fn(T) -> Fut,
-    Fut: Future<Output = R>,
-{
-    stream::iter(items)
-        .map(f)
-        .buffer_unordered(concurrency.max(1))
-        .collect()
-        .await
-}
-
-/// Splits fan-out results: a 404 becomes a warning (the token cannot see that
-/// object), any other error fails the step after its successes are emitted.
 fn settle<T>(
     s: &StepScope<'_>,
     results: Vec<(String, Result<T, HttpError>)>,
 ) -> (Vec<(String, T)>, Option<StepError>) {
-    let mut ok = Vec::new();
-    let mut errors: Vec<HttpError> = Vec::new();
-    for (label, result) in results {
-        match result {
-            Ok(value) => ok.push((label, value)),
-            Err(e) if e.is_not_found() => s.warn(format!(
-                "{label}: not found (404); the token may lack permission, so its data is kept as it was"
-            )),
-            Err(e) => errors.push(e),
-        }
-    }
-    ok.sort_by(|a, b| a.0.cmp(&b.0));
-    let error = match errors.len() {
-        0 => None,
-        1 => errors.first().map(fail),
-        n => errors.first().map(|e| {
-            let mut err = fail(e);
-            err.message = format!("{} (and {} more failed requests)", err.message, n - 1);
-            err.fatal = errors.iter().any(HttpError::is_auth);
-            err
-        }),
-    };
-    (ok, error)
-}
-
-fn finish(error: Option<StepError>) -> Result<(), StepError> {
-    error.map_or(Ok(()), Err)
+    fanout::settle(s, results, fatal)
 }
 
 fn me_id(cx: &CircleCi) -> Result<String, StepError> {

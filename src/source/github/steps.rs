@@ -4,15 +4,14 @@
 //! organisations and teams is bounded by `settings.concurrency`.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::future::Future;
 
 use futures::future::BoxFuture;
-use futures::stream::{self, StreamExt};
 use serde::de::DeserializeOwned;
 
 use super::{GitHub, api, map};
 use crate::graph::Relationship;
 use crate::source::dag::{StepError, StepScope};
+use crate::source::fanout::{self, fan_out, finish};
 use crate::source::http::{HttpError, encode_segment};
 
 type StepResult<'a> = BoxFuture<'a, Result<(), StepError>>;
@@ -20,65 +19,21 @@ type StepResult<'a> = BoxFuture<'a, Result<(), StepError>>;
 /// Items a page at most (GitHub's maximum).
 const PER_PAGE: &str = "100";
 
-/// A 401 stops the run (the token is bad for everything); a 403 is about
-/// one resource (an organisation enforcing SAML SSO, a missing permission)
-/// and fails only the step.
+/// A rejected token (401) stops the run; a 403 (missing permission, or an
+/// un-retryable limit) fails only the step.
+fn fatal(e: &HttpError) -> bool {
+    e.status() == Some(401)
+}
+
 fn fail(e: &HttpError) -> StepError {
-    StepError {
-        message: e.to_string(),
-        fatal: e.status() == Some(401),
-    }
+    fanout::step_error(e, fatal)
 }
 
-/// Runs `f` over `items`, at most `concurrency` at once.
-async fn fan_out<T, R, F, Fut>(items: Vec<T>, concurrency: usize, f: F) -> Vec<R>
-where
-    F: Fn(T) -> Fut,
-    Fut: Future<Output = R>,
-{
-    stream::iter(items)
-        .map(f)
-        .buffer_unordered(concurrency.max(1))
-        .collect()
-        .await
-}
-
-/// Splits fan-out results: a 404 becomes a warning (the object went away or
-/// the token cannot see it; its data is kept), any other error fails the
-/// step after its successes are emitted. Results come back sorted by label.
 fn settle<T>(
     s: &StepScope<'_>,
     results: Vec<(String, Result<T, HttpError>)>,
 ) -> (Vec<(String, T)>, Option<StepError>) {
-    let mut ok = Vec::new();
-    let mut errors: Vec<HttpError> = Vec::new();
-    for (label, result) in results {
-        match result {
-            Ok(value) => ok.push((label, value)),
-            Err(e) if e.is_not_found() => s.warn(format!(
-                "{label}: not found (404); it was deleted or the token cannot see it, so its data is kept as it was"
-            )),
-            Err(e) => errors.push(e),
-        }
-    }
-    ok.sort_by(|a, b| a.0.cmp(&b.0));
-    let error = errors.first().map(|first| {
-        let mut err = fail(first);
-        if errors.len() > 1 {
-            err.message = format!(
-                "{} (and {} more failed requests)",
-                err.message,
-                errors.len() - 1
-            );
-        }
-        err.fatal = errors.iter().any(|e| e.status() == Some(401));
-        err
-    });
-    (ok, error)
-}
-
-fn finish(error: Option<StepError>) -> Result<(), StepError> {
-    error.map_or(Ok(()), Err)
+    fanout::settle(s, results, fatal)
 }
 
 /// Every item of a `Link`-paginated listing.
