@@ -4,12 +4,14 @@
 
 use std::fmt::Write as _;
 
-use rusqlite::Connection;
+use rusqlite::{Connection, OptionalExtension};
 use serde_json::Value;
 
+use super::graph::{parse_props, text};
 use super::{Store, StoreError};
 use crate::diff::field_changes;
 use crate::events::{Action, ChangeEvent, ObjectKind};
+use crate::graph::{entity_object, relationship_object};
 
 /// The fields every event has, in the order of DESIGN.md.
 pub(super) struct EventHead<'a> {
@@ -101,29 +103,37 @@ fn push_flat(out: &mut String, head: &EventHead<'_>, endpoints: Option<(&str, &s
     out.push('}');
 }
 
-/// Body of a create: `after` only.
-pub(super) fn created_body(
-    out: &mut String,
-    head: &EventHead<'_>,
-    endpoints: Option<(&str, &str)>,
-    props: &str,
-) {
+/// Body of an event whose `after` is still its graph row (migration 7): the
+/// head alone. [`with_after`] completes it when the row is about to change;
+/// [`Store::events`] completes it from the row when read.
+pub(super) fn pending_body(out: &mut String, head: &EventHead<'_>) {
     push_head(out, head);
-    out.push_str(",\"after\":");
-    push_flat(out, head, endpoints, props);
     out.push('}');
 }
 
-/// Body of a delete: `before` only; `head` carries the stored type and class.
-pub(super) fn deleted_body(
-    out: &mut String,
+/// A pending body completed with `after` (flat object JSON).
+pub(super) fn with_after(pending: &str, after: &str) -> String {
+    let head = pending.trim_end().strip_suffix('}').unwrap_or(pending);
+    format!("{head},\"after\":{after}}}")
+}
+
+/// The flat graph object of a stored row, as JSON.
+pub(super) fn flat_json(
     head: &EventHead<'_>,
     endpoints: Option<(&str, &str)>,
     props: &str,
-) {
+) -> String {
+    let mut out = String::with_capacity(props.len() + 128);
+    push_flat(&mut out, head, endpoints, props);
+    out
+}
+
+/// Body of a delete: `before` only (the row's flat object); `head` carries
+/// the stored type and class.
+pub(super) fn deleted_body(out: &mut String, head: &EventHead<'_>, before: &str) {
     push_head(out, head);
     out.push_str(",\"before\":");
-    push_flat(out, head, endpoints, props);
+    out.push_str(before);
     out.push('}');
 }
 
@@ -182,13 +192,13 @@ impl Store {
         let mut rows = match integration {
             None => {
                 stmt = self.conn.prepare_cached(
-                    "SELECT seq, body FROM events WHERE seq > ?1 ORDER BY seq LIMIT ?2",
+                    "SELECT seq, body, after_pending FROM events WHERE seq > ?1 ORDER BY seq LIMIT ?2",
                 )?;
                 stmt.query(rusqlite::params![since, limit])?
             }
             Some(name) => {
                 stmt = self.conn.prepare_cached(
-                    "SELECT seq, body FROM events WHERE integration = ?3 AND seq > ?1 ORDER BY seq LIMIT ?2",
+                    "SELECT seq, body, after_pending FROM events WHERE integration = ?3 AND seq > ?1 ORDER BY seq LIMIT ?2",
                 )?;
                 stmt.query(rusqlite::params![since, limit, name])?
             }
@@ -197,13 +207,60 @@ impl Store {
         while let Some(row) = rows.next()? {
             let seq: i64 = row.get(0)?;
             let body = row.get_ref(1)?.as_str().map_err(rusqlite::Error::from)?;
-            let event = serde_json::from_str(body).map_err(|e| StoreError::Corrupt {
+            let corrupt = |reason: String| StoreError::Corrupt {
                 what: format!("change event {seq}"),
-                reason: e.to_string(),
-            })?;
+                reason,
+            };
+            let mut event: ChangeEvent =
+                serde_json::from_str(body).map_err(|e| corrupt(e.to_string()))?;
+            if row.get::<_, bool>(2)? {
+                let after = self
+                    .pending_after(&event)?
+                    .ok_or_else(|| corrupt(format!("its object {:?} is not stored", event.key)))?;
+                event.after = Some(after);
+            }
             out.push(event);
         }
         Ok(out)
+    }
+
+    /// The `after` of a pending event: its object as stored now (unchanged
+    /// since the event, or the event would have been completed).
+    fn pending_after(&self, event: &ChangeEvent) -> Result<Option<Value>, StoreError> {
+        let (integration, key) = (&event.integration, &event.key);
+        let found = match event.object {
+            ObjectKind::Entity => self
+                .conn
+                .prepare_cached(
+                    "SELECT type, class, props FROM entities WHERE integration = ?1 AND key = ?2",
+                )?
+                .query_row(rusqlite::params![integration, key], |row| {
+                    Ok(entity_object(
+                        key,
+                        text(row, 0)?,
+                        text(row, 1)?,
+                        &parse_props(text(row, 2)?),
+                    ))
+                })
+                .optional()?,
+            ObjectKind::Relationship => self
+                .conn
+                .prepare_cached(
+                    "SELECT type, class, from_key, to_key, props FROM relationships WHERE integration = ?1 AND key = ?2",
+                )?
+                .query_row(rusqlite::params![integration, key], |row| {
+                    Ok(relationship_object(
+                        key,
+                        text(row, 0)?,
+                        text(row, 1)?,
+                        text(row, 2)?,
+                        text(row, 3)?,
+                        &parse_props(text(row, 4)?),
+                    ))
+                })
+                .optional()?,
+        };
+        Ok(found)
     }
 
     /// The sequence number of the newest event (0 when there is none).
@@ -248,8 +305,12 @@ mod tests {
             key: "from:1|has|to:1",
         };
         let props = r#"{"n":1,"s":"x"}"#;
-        let mut body = String::new();
-        created_body(&mut body, &head, Some(("from:1", "to:1")), props);
+        // A pending create, completed as the writer completes it.
+        let mut pending = String::new();
+        pending_body(&mut pending, &head);
+        let pending_event: ChangeEvent = serde_json::from_str(&pending).expect("pending parses");
+        assert_eq!(pending_event.after, None);
+        let body = with_after(&pending, &flat_json(&head, Some(("from:1", "to:1")), props));
         let event: ChangeEvent = serde_json::from_str(&body).expect("body parses");
         let expected = crate::graph::relationship_object(
             "from:1|has|to:1",
@@ -264,16 +325,12 @@ mod tests {
         assert_eq!((event.seq, event.sync_id, event.before), (7, 3, None));
 
         let mut body = String::new();
-        deleted_body(
-            &mut body,
-            &EventHead {
-                action: Action::Deleted,
-                object: ObjectKind::Entity,
-                ..head
-            },
-            None,
-            "{}",
-        );
+        let head = EventHead {
+            action: Action::Deleted,
+            object: ObjectKind::Entity,
+            ..head
+        };
+        deleted_body(&mut body, &head, &flat_json(&head, None, "{}"));
         let event: ChangeEvent = serde_json::from_str(&body).expect("body parses");
         assert_eq!(
             event.before,

@@ -1,6 +1,11 @@
 //! Writing one run's plan inside the commit transaction: graph rows and one
 //! change event per change, each statement prepared once per commit.
 //!
+//! A create event's `after` stays in its row (`pending_seq`, migration 7)
+//! until the row is next updated or deleted, when it is written into the
+//! event first: a first ingest writes each object once, and an event never
+//! changes content.
+//!
 //! Event order: entities created and updated, relationships created, updated
 //! and deleted, entities deleted — a consumer never sees a relationship
 //! before its endpoints exist or after they are gone. Each group is in key
@@ -95,8 +100,8 @@ impl<'c> Writer<'c> {
         // The event's other fields live in `body`; the columns are the ones
         // consumers filter on.
         let insert_event = conn.prepare_cached(
-            "INSERT INTO events (seq, integration, sync_id, action, object, type, body)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            "INSERT INTO events (seq, integration, sync_id, action, object, type, body, after_pending)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
         )?;
         Ok(Writer {
             conn,
@@ -145,8 +150,9 @@ impl<'c> Writer<'c> {
         }
     }
 
-    /// Inserts the event whose body is in `self.body`.
-    fn event(&mut self, head: &EventHead<'_>) -> Result<(), StoreError> {
+    /// Inserts the event whose body is in `self.body`; `pending`: its
+    /// `after` is the object's row (see migration 7).
+    fn event(&mut self, head: &EventHead<'_>, pending: bool) -> Result<(), StoreError> {
         self.insert_event.execute(params![
             head.seq as i64,
             head.integration,
@@ -155,55 +161,82 @@ impl<'c> Writer<'c> {
             head.object.as_str(),
             head.ty,
             self.body,
+            pending,
         ])?;
         self.counter.tick()
     }
 
+    /// Writes `after` (the row as it is, about to change) into the pending
+    /// event `seq`, so the event keeps its content once the row moves on.
+    fn complete_pending(&mut self, seq: Option<i64>, after: &str) -> Result<(), StoreError> {
+        let Some(seq) = seq else {
+            return Ok(());
+        };
+        let pending: Option<String> = self
+            .conn
+            .prepare_cached("SELECT body FROM events WHERE seq = ?1 AND after_pending = 1")?
+            .query_row([seq], |row| row.get(0))
+            .optional()?;
+        if let Some(pending) = pending {
+            self.conn
+                .prepare_cached("UPDATE events SET body = ?2, after_pending = 0 WHERE seq = ?1")?
+                .execute(params![seq, events::with_after(&pending, after)])?;
+            self.counter.tick()?;
+        }
+        Ok(())
+    }
+
+    /// New rows and their create events, whose `after` stays in the row
+    /// until the row changes (a first ingest writes each object once).
     fn entities_created(&mut self, plan: &Plan<'_>) -> Result<(), StoreError> {
         let mut insert = self.conn.prepare_cached(
-            "INSERT INTO entities (integration, key, type, class, props, hash, first_seen, last_seen, created_sync, changed_sync)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7, ?8, ?8)",
+            "INSERT INTO entities (integration, key, type, class, props, hash, first_seen, last_seen, created_sync, changed_sync, pending_seq)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7, ?8, ?8, ?9)",
         )?;
         for e in &plan.entities.created {
+            let head = self.head(Action::Created, ObjectKind::Entity, &e.ty, &e.class, &e.key);
             insert.execute(params![
                 self.integration,
-                e.key,
+                &*e.key,
                 &*e.ty,
                 &*e.class,
                 &*e.props,
                 e.hash as i64,
                 self.now,
-                self.sync_id
+                self.sync_id,
+                head.seq as i64
             ])?;
             self.counter.tick()?;
-            let head = self.head(Action::Created, ObjectKind::Entity, &e.ty, &e.class, &e.key);
             self.body.clear();
-            events::created_body(&mut self.body, &head, None, &e.props);
-            self.event(&head)?;
+            events::pending_body(&mut self.body, &head);
+            self.event(&head, true)?;
         }
         Ok(())
     }
 
     fn entities_updated(&mut self, plan: &Plan<'_>) -> Result<(), StoreError> {
         let mut old = self.conn.prepare_cached(
-            "SELECT type, class, props FROM entities WHERE integration = ?1 AND key = ?2",
+            "SELECT type, class, props, pending_seq FROM entities WHERE integration = ?1 AND key = ?2",
         )?;
         let mut update = self.conn.prepare_cached(
-            "UPDATE entities SET type = ?3, class = ?4, props = ?5, hash = ?6, last_seen = ?7, changed_sync = ?8
+            "UPDATE entities SET type = ?3, class = ?4, props = ?5, hash = ?6, last_seen = ?7, changed_sync = ?8,
+                 pending_seq = NULL
              WHERE integration = ?1 AND key = ?2",
         )?;
         for e in &plan.entities.updated {
-            let before = old.query_row(params![self.integration, e.key], |row| {
-                Ok(entity_object(
+            let (before, pending) = old.query_row(params![self.integration, &*e.key], |row| {
+                let before = entity_object(
                     &e.key,
                     text(row, 0)?,
                     text(row, 1)?,
                     &parse_props(text(row, 2)?),
-                ))
+                );
+                Ok((before, row.get::<_, Option<i64>>(3)?))
             })?;
+            self.complete_pending(pending, &before.to_string())?;
             update.execute(params![
                 self.integration,
-                e.key,
+                &*e.key,
                 &*e.ty,
                 &*e.class,
                 &*e.props,
@@ -214,7 +247,7 @@ impl<'c> Writer<'c> {
             self.counter.tick()?;
             let head = self.head(Action::Updated, ObjectKind::Entity, &e.ty, &e.class, &e.key);
             self.body = events::updated_body(&head, before, e.to_object())?;
-            self.event(&head)?;
+            self.event(&head, false)?;
         }
         Ok(())
     }
@@ -227,26 +260,11 @@ impl<'c> Writer<'c> {
         let endpoints = EndpointTypes::new(collected, self.conn, self.integration, plan);
         let endpoint_type = |key: &str| endpoints.get(key);
         let mut insert = self.conn.prepare_cached(
-            "INSERT INTO relationships (integration, key, type, class, from_key, to_key, from_type, to_type, props, hash, first_seen, last_seen, created_sync, changed_sync)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?11, ?12, ?12)",
+            "INSERT INTO relationships (integration, key, type, class, from_key, to_key, from_type, to_type, props, hash, first_seen, last_seen, created_sync, changed_sync, pending_seq)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?11, ?12, ?12, ?13)",
         )?;
         for r in &plan.relationships.created {
             let (from_ty, to_ty) = (endpoint_type(&r.from_key)?, endpoint_type(&r.to_key)?);
-            insert.execute(params![
-                self.integration,
-                r.key,
-                &*r.ty,
-                &*r.class,
-                r.from_key,
-                r.to_key,
-                &*from_ty,
-                &*to_ty,
-                &*r.props,
-                r.hash as i64,
-                self.now,
-                self.sync_id
-            ])?;
-            self.counter.tick()?;
             let head = self.head(
                 Action::Created,
                 ObjectKind::Relationship,
@@ -254,44 +272,57 @@ impl<'c> Writer<'c> {
                 &r.class,
                 &r.key,
             );
+            insert.execute(params![
+                self.integration,
+                &*r.key,
+                &*r.ty,
+                &*r.class,
+                &*r.from_key,
+                &*r.to_key,
+                &*from_ty,
+                &*to_ty,
+                &*r.props,
+                r.hash as i64,
+                self.now,
+                self.sync_id,
+                head.seq as i64
+            ])?;
+            self.counter.tick()?;
             self.body.clear();
-            events::created_body(
-                &mut self.body,
-                &head,
-                Some((&r.from_key, &r.to_key)),
-                &r.props,
-            );
-            self.event(&head)?;
+            events::pending_body(&mut self.body, &head);
+            self.event(&head, true)?;
         }
 
         let mut old = self.conn.prepare_cached(
-            "SELECT type, class, from_key, to_key, props FROM relationships WHERE integration = ?1 AND key = ?2",
+            "SELECT type, class, from_key, to_key, props, pending_seq FROM relationships WHERE integration = ?1 AND key = ?2",
         )?;
         let mut update = self.conn.prepare_cached(
             "UPDATE relationships SET type = ?3, class = ?4, from_key = ?5, to_key = ?6, from_type = ?7, to_type = ?8,
-                 props = ?9, hash = ?10, last_seen = ?11, changed_sync = ?12
+                 props = ?9, hash = ?10, last_seen = ?11, changed_sync = ?12, pending_seq = NULL
              WHERE integration = ?1 AND key = ?2",
         )?;
         for r in &plan.relationships.updated {
-            let before = old.query_row(params![self.integration, r.key], |row| {
+            let (before, pending) = old.query_row(params![self.integration, &*r.key], |row| {
                 let props = parse_props(text(row, 4)?);
-                Ok(relationship_object(
+                let before = relationship_object(
                     &r.key,
                     text(row, 0)?,
                     text(row, 1)?,
                     text(row, 2)?,
                     text(row, 3)?,
                     &props,
-                ))
+                );
+                Ok((before, row.get::<_, Option<i64>>(5)?))
             })?;
+            self.complete_pending(pending, &before.to_string())?;
             let (from_ty, to_ty) = (endpoint_type(&r.from_key)?, endpoint_type(&r.to_key)?);
             update.execute(params![
                 self.integration,
-                r.key,
+                &*r.key,
                 &*r.ty,
                 &*r.class,
-                r.from_key,
-                r.to_key,
+                &*r.from_key,
+                &*r.to_key,
                 &*from_ty,
                 &*to_ty,
                 &*r.props,
@@ -308,52 +339,60 @@ impl<'c> Writer<'c> {
                 &r.key,
             );
             self.body = events::updated_body(&head, before, r.to_object())?;
-            self.event(&head)?;
+            self.event(&head, false)?;
         }
         Ok(())
     }
 
     /// `DELETE … RETURNING` hands back the old row, so a delete reads and
-    /// removes it in one statement.
+    /// removes it in one statement; a pending event of the row gets its
+    /// `after` (the row as it was) first.
     fn relationships_deleted(&mut self, plan: &Plan<'_>) -> Result<(), StoreError> {
         let mut delete = self.conn.prepare_cached(
             "DELETE FROM relationships WHERE integration = ?1 AND key = ?2
-             RETURNING type, class, from_key, to_key, props",
+             RETURNING type, class, from_key, to_key, props, pending_seq",
         )?;
         for key in &plan.relationships.deleted {
-            let (ty, class, from, to, props): (String, String, String, String, String) = delete
-                .query_row(params![self.integration, key], |row| {
+            type Row = (String, String, String, String, String, Option<i64>);
+            let (ty, class, from, to, props, pending): Row =
+                delete.query_row(params![self.integration, key], |row| {
                     Ok((
                         row.get(0)?,
                         row.get(1)?,
                         row.get(2)?,
                         row.get(3)?,
                         row.get(4)?,
+                        row.get(5)?,
                     ))
                 })?;
             self.counter.tick()?;
             let head = self.head(Action::Deleted, ObjectKind::Relationship, &ty, &class, key);
+            let before = events::flat_json(&head, Some((&from, &to)), &props);
+            self.complete_pending(pending, &before)?;
             self.body.clear();
-            events::deleted_body(&mut self.body, &head, Some((&from, &to)), &props);
-            self.event(&head)?;
+            events::deleted_body(&mut self.body, &head, &before);
+            self.event(&head, false)?;
         }
         Ok(())
     }
 
     fn entities_deleted(&mut self, plan: &Plan<'_>) -> Result<(), StoreError> {
         let mut delete = self.conn.prepare_cached(
-            "DELETE FROM entities WHERE integration = ?1 AND key = ?2 RETURNING type, class, props",
+            "DELETE FROM entities WHERE integration = ?1 AND key = ?2
+             RETURNING type, class, props, pending_seq",
         )?;
         for key in &plan.entities.deleted {
-            let (ty, class, props): (String, String, String) = delete
+            let (ty, class, props, pending): (String, String, String, Option<i64>) = delete
                 .query_row(params![self.integration, key], |row| {
-                    Ok((row.get(0)?, row.get(1)?, row.get(2)?))
+                    Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))
                 })?;
             self.counter.tick()?;
             let head = self.head(Action::Deleted, ObjectKind::Entity, &ty, &class, key);
+            let before = events::flat_json(&head, None, &props);
+            self.complete_pending(pending, &before)?;
             self.body.clear();
-            events::deleted_body(&mut self.body, &head, None, &props);
-            self.event(&head)?;
+            events::deleted_body(&mut self.body, &head, &before);
+            self.event(&head, false)?;
         }
         Ok(())
     }

@@ -279,6 +279,43 @@ fn partial_types_are_kept() {
 }
 
 #[test]
+fn an_event_reads_the_same_after_its_object_changes_or_goes() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("sextant.db");
+    let mut store = Store::open(&path).expect("open");
+    sync(&mut store, &collect(&circleci(3, 0)), &all_types()).expect("first sync");
+    let first = store.events(0, None, 1000).expect("events");
+    assert!(
+        first.iter().all(|e| e.after.is_some()),
+        "every create has its after"
+    );
+    // The creates keep `after` in their rows: their bodies hold no properties.
+    let pending = |_: &Store| -> i64 {
+        let db = rusqlite::Connection::open(&path).expect("db");
+        db.query_row(
+            "SELECT COUNT(*) FROM events WHERE after_pending = 1",
+            [],
+            |r| r.get(0),
+        )
+        .expect("count")
+    };
+    assert_eq!(pending(&store), first.len() as i64);
+
+    // The workflow changes, job 2 and its relationship go, then everything
+    // goes: the first run's events read exactly as they did.
+    sync(&mut store, &collect(&circleci(2, 1)), &all_types()).expect("second sync");
+    assert_eq!(store.events(0, None, first.len()).expect("events"), first);
+    assert_eq!(pending(&store), first.len() as i64 - 3, "three completed");
+    sync(&mut store, &Collected::new(), &all_types()).expect("third sync");
+    assert_eq!(store.events(0, None, first.len()).expect("events"), first);
+    assert_eq!(pending(&store), 0);
+    let seq = first.len() as u64;
+    let later = store.events(seq, None, 1000).expect("events");
+    assert!(later.iter().all(|e| e.action != Action::Created));
+    assert_gap_free(&store);
+}
+
+#[test]
 fn a_kept_relationship_never_outlives_its_endpoint() {
     let mut store = Store::open_in_memory().expect("open");
     sync(&mut store, &collect(&circleci(3, 0)), &all_types()).expect("first sync");
