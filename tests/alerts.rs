@@ -768,3 +768,44 @@ async fn a_sync_whose_webhook_is_down_succeeds_and_keeps_the_alerts() {
     assert_eq!(got, expected());
     server.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_one_process_delivers_at_a_time() {
+    let home = tempfile::tempdir().expect("tempdir");
+    let db = home.path().join("sextant.db");
+    drop(two_days(&db).await);
+    let receiver = Receiver::start().await;
+    let yaml = format!(
+        "sinks:\n{}{}",
+        webhook_sink(&receiver.url, 0).replace(&format!("env:{SECRET_ENV}"), "file:/dev/null"),
+        rules("[hook]")
+    );
+    // An empty secret file is refused at send time; what matters here is
+    // that no attempt is made at all while another process delivers.
+    let config = alerts(&yaml);
+    {
+        let mut other = Store::open(&db).expect("store");
+        other
+            .acquire_lease(
+                sextant::alerts::DELIVERY_LEASE,
+                "daemon:pid1:other",
+                std::time::Duration::from_secs(60),
+            )
+            .expect("the other process takes the lease");
+    }
+    let skipped = deliver(&db, &config).await;
+    assert_eq!(skipped.skipped_for.as_deref(), Some("daemon:pid1:other"));
+    assert!(skipped.sinks.is_empty(), "{skipped:?}");
+    assert!(receiver.attempts().is_empty(), "nothing was sent");
+    {
+        let mut other = Store::open(&db).expect("store");
+        other
+            .release_lease(sextant::alerts::DELIVERY_LEASE, "daemon:pid1:other")
+            .expect("release");
+    }
+    let ran = deliver(&db, &config).await;
+    assert_eq!(ran.skipped_for, None);
+    assert_eq!(ran.sinks.len(), 1, "{ran:?}");
+    // The pass released its lease: the next one runs too.
+    assert_eq!(deliver(&db, &config).await.skipped_for, None);
+}

@@ -26,12 +26,21 @@ pub enum AlertError {
     Store(#[from] StoreError),
 }
 
+/// The lease (in `run_leases`) a delivery pass holds.
+pub const DELIVERY_LEASE: &str = "sextant:alert-delivery";
+/// How long a delivery pass may hold it.
+pub const DELIVERY_LEASE_TTL: std::time::Duration = std::time::Duration::from_secs(600);
+
 /// What one delivery pass did.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct DeliveryReport {
     /// System events recorded by this pass (failed syncs, connection tests).
     pub system_events: usize,
     pub sinks: Vec<SinkReport>,
+    /// Set when the pass was skipped because another process (a daemon, or
+    /// a `sync` ending) holds the delivery lease: its holder.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub skipped_for: Option<String>,
 }
 
 impl DeliveryReport {
@@ -116,6 +125,31 @@ impl Deliverer {
         if alerts.sinks.is_empty() {
             return Ok(DeliveryReport::default());
         }
+        // One delivering process at a time, so two never send the same
+        // alert concurrently (a pass longer than the lease may still overlap
+        // the next one: delivery is at-least-once, ids are stable).
+        let holder = crate::sync::holder_id("alerts");
+        match store.acquire_lease(DELIVERY_LEASE, &holder, DELIVERY_LEASE_TTL) {
+            Ok(_) => {}
+            Err(StoreError::LeaseHeld { holder, .. }) => {
+                tracing::debug!(%holder, "Another process is delivering alerts; skipping this pass.");
+                return Ok(DeliveryReport {
+                    skipped_for: Some(holder),
+                    ..DeliveryReport::default()
+                });
+            }
+            Err(e) => return Err(e.into()),
+        }
+        let result = self.pass(store, alerts).await;
+        let _ = store.release_lease(DELIVERY_LEASE, &holder);
+        result
+    }
+
+    async fn pass(
+        &self,
+        store: &mut Store,
+        alerts: &AlertsConfig,
+    ) -> Result<DeliveryReport, AlertError> {
         let system_events = store.record_system_events()?;
         let mut cursors = Vec::with_capacity(alerts.sinks.len());
         for sink in &alerts.sinks {
@@ -145,6 +179,7 @@ impl Deliverer {
         Ok(DeliveryReport {
             system_events,
             sinks,
+            skipped_for: None,
         })
     }
 

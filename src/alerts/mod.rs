@@ -12,7 +12,10 @@ pub mod event;
 pub mod rules;
 pub mod sinks;
 
-pub use deliver::{AlertError, Deliverer, DeliveryReport, SinkReport, deliver_pending};
+pub use deliver::{
+    AlertError, DELIVERY_LEASE, DELIVERY_LEASE_TTL, Deliverer, DeliveryReport, SinkReport,
+    deliver_pending,
+};
 pub use eval::RuleSet;
 pub use event::{AlertEvent, Stream, SystemEvent};
 pub use rules::{AlertsConfig, Rule, Severity, SinkConfig, SinkKind};
