@@ -183,15 +183,15 @@ pub fn complete_types(schema: &Schema, steps: &[StepOutcome]) -> BTreeSet<String
 /// The run's status from its steps: success when all succeeded, failed when
 /// none did, partial otherwise.
 pub fn run_status(steps: &[StepOutcome]) -> RunStatus {
-    let ok = steps
-        .iter()
-        .filter(|s| s.status == StepStatus::Success)
-        .count();
-    if ok == steps.len() {
+    let count = |f: fn(StepStatus) -> bool| steps.iter().filter(|s| f(s.status)).count();
+    if count(|s| s == StepStatus::Success) == steps.len() {
         RunStatus::Success
-    } else if ok == 0 {
+    } else if count(|s| matches!(s, StepStatus::Success | StepStatus::Partial)) == 0 {
+        // Nothing was collected: every step failed or was skipped.
         RunStatus::Failed
     } else {
+        // Some data came in (partial steps too): what is complete was
+        // committed, the rest kept as it was.
         RunStatus::Partial
     }
 }

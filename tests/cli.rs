@@ -273,3 +273,92 @@ fn an_unreadable_config_file_is_named_in_the_error() {
         broken.stderr
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_follow_prints_new_events_as_runs_commit() {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+    use std::time::Duration;
+
+    let server = FixtureServer::start(FixtureSet::Day1)
+        .await
+        .expect("fixture server");
+    let home = tempfile::tempdir().expect("tempdir");
+    write_config(home.path(), &server.base_url(), "");
+    let env = [(SECRET_TOKEN_ENV, FIXTURE_TOKEN)];
+    let day1 = sextant_async(home.path(), &["sync", "acme", "--json"], &env).await;
+    assert_eq!(day1.code, 0, "{}", day1.all_output());
+    let first: u64 = serde_json::from_str::<Value>(&day1.stdout).expect("json")["created"]
+        .as_u64()
+        .expect("created");
+
+    let mut child = Command::new(env!("CARGO_BIN_EXE_sextant"))
+        .arg("--home")
+        .arg(home.path())
+        .args(["events", "list", "--follow", "--poll", "50ms"])
+        .env_remove("SEXTANT_HOME")
+        .env_remove("SEXTANT_CONFIG")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("events list --follow starts");
+    let stdout = child.stdout.take().expect("stdout");
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut seqs = Vec::new();
+    let read = |n: u64, seqs: &mut Vec<u64>| {
+        while (seqs.len() as u64) < n {
+            let line = rx
+                .recv_timeout(Duration::from_secs(30))
+                .expect("a followed event within 30s");
+            let event: Value = serde_json::from_str(&line).expect("one JSON event per line");
+            seqs.push(event["seq"].as_u64().expect("seq"));
+        }
+    };
+    read(first, &mut seqs);
+
+    // A day later: the follower prints the new run's events without restart.
+    server.switch(FixtureSet::Day2);
+    let day2 = sextant_async(home.path(), &["sync", "acme", "--json"], &env).await;
+    assert_eq!(day2.code, 0, "{}", day2.all_output());
+    let report: Value = serde_json::from_str(&day2.stdout).expect("json");
+    let changes = ["created", "updated", "deleted"]
+        .iter()
+        .map(|k| report[*k].as_u64().expect("count"))
+        .sum::<u64>();
+    assert!(changes > 0);
+    read(first + changes, &mut seqs);
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(
+        seqs,
+        (1..=first + changes).collect::<Vec<_>>(),
+        "every event once, in order"
+    );
+    assert!(
+        rx.recv_timeout(Duration::from_millis(200)).is_err(),
+        "nothing beyond the two runs"
+    );
+    server.shutdown().await;
+}
+
+#[test]
+fn an_unusable_data_directory_is_named_with_the_fix() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("not-a-dir");
+    std::fs::write(&file, "x").expect("file");
+    let home = file.join("home");
+    let run = sextant(&home, &["events", "list"], &[]);
+    assert_eq!(run.code, 1, "{}", run.all_output());
+    assert!(
+        run.stderr.contains("cannot create the data directory") && run.stderr.contains("not-a-dir"),
+        "{}",
+        run.stderr
+    );
+}

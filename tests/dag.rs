@@ -642,6 +642,9 @@ fn run_status_from_step_statuses() {
         (&[Success, Failed, Skipped], RunStatus::Partial),
         (&[Failed], RunStatus::Failed),
         (&[Failed, Skipped, Skipped], RunStatus::Failed),
+        // Partial steps collected data: the run is partial, not failed.
+        (&[Partial], RunStatus::Partial),
+        (&[Partial, Failed, Skipped], RunStatus::Partial),
     ];
     for (steps, expected) in cases {
         let outcomes: Vec<StepOutcome> = steps

@@ -367,6 +367,19 @@ fn load_dir_names_the_broken_file() {
     );
     assert!(err.to_string().starts_with("graph-schema is broken:\n"));
 
+    // A file that cannot be read as text is named, not skipped.
+    std::fs::remove_file(&broken).expect("remove broken");
+    let unreadable = dir.path().join("binary.yaml");
+    std::fs::write(&unreadable, [0xff, 0xfe, 0x00, 0x80]).expect("write binary");
+    let err = Schema::load_dir(dir.path()).expect_err("an unreadable file is refused");
+    assert_eq!(err.faults.len(), 1, "{:?}", err.faults);
+    assert!(
+        err.faults[0].starts_with(&format!("{}: cannot read: ", unreadable.display())),
+        "{:?}",
+        err.faults
+    );
+    std::fs::remove_file(&unreadable).expect("remove binary");
+
     let missing = dir.path().join("nope");
     let err = Schema::load_dir(&missing).expect_err("a missing directory is refused");
     assert_eq!(err.faults.len(), 1);
