@@ -19,10 +19,7 @@ fn connection_and_integration_errors_name_the_thing_and_the_fix() {
         path.display().to_string()
     };
     // Port 9 on loopback: nothing listens, so tests fail fast and offline.
-    let good = file(
-        "good.json",
-        &format!(r#"{{"api_token": "{TOKEN}", "host": "http://127.0.0.1:9"}}"#),
-    );
+    let good = common::secrets_file(dir.path(), "good.json", TOKEN, "http://127.0.0.1:9");
     let malformed = file("malformed.json", r#"{"api_token": 5"#);
     let missing = file("missing.json", r#"{"host": "http://127.0.0.1:9"}"#);
     let env = [("SEXTANT_MASTER_KEY", KEY)];

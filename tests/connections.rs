@@ -7,22 +7,12 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
 use base64::Engine as _;
-use common::{Run, contains, db_bytes, sextant, sextant_async};
+use common::{Run, contains, db_bytes, secrets_blob, secrets_file, sextant, sextant_async};
 use serde_json::Value;
 use sextant::fixtures::{FIXTURE_TOKEN, FixtureServer, FixtureSet};
 
 const WRONG_TOKEN: &str = "wrong-token-0123456789abcdef";
 const MASK: &str = "**********";
-
-fn secrets_file(dir: &Path, name: &str, token: &str, host: &str) -> String {
-    let path = dir.join(name);
-    std::fs::write(
-        &path,
-        serde_json::json!({"api_token": token, "host": host}).to_string(),
-    )
-    .expect("write secrets");
-    path.display().to_string()
-}
 
 fn assert_no_token(runs: &[&Run]) {
     for run in runs {
@@ -44,16 +34,6 @@ fn names(page: &Value) -> Vec<String> {
         .iter()
         .map(|i| i["name"].as_str().expect("name").to_owned())
         .collect()
-}
-
-fn secrets_blob(home: &Path, key: &str) -> Vec<u8> {
-    let db = rusqlite::Connection::open(home.join("sextant.db")).expect("open db");
-    db.query_row(
-        "SELECT secrets FROM connections WHERE key = ?1",
-        [key],
-        |row| row.get(0),
-    )
-    .expect("row")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

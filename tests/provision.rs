@@ -5,7 +5,10 @@ mod common;
 
 use std::path::Path;
 
-use common::{Run, SECRET_TOKEN_ENV, contains, db_bytes, sextant_async, write_config};
+use common::{
+    Run, SECRET_TOKEN_ENV, contains, db_bytes, secrets_blob, secrets_file, sextant_async,
+    write_config,
+};
 use serde_json::Value;
 use sextant::fixtures::{FIXTURE_TOKEN, Fault, FixtureServer, FixtureSet};
 
@@ -15,16 +18,6 @@ const KEY: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
 fn json(run: &Run) -> Value {
     assert_eq!(run.code, 0, "{}", run.all_output());
     serde_json::from_str(&run.stdout).expect("JSON on stdout")
-}
-
-fn secrets_blob(home: &Path) -> Vec<u8> {
-    let db = rusqlite::Connection::open(home.join("sextant.db")).expect("open db");
-    db.query_row(
-        "SELECT secrets FROM connections WHERE key = 'ci_test'",
-        [],
-        |row| row.get(0),
-    )
-    .expect("row")
 }
 
 async fn run(home: &Path, args: &[&str], token: Option<&str>) -> Run {
@@ -78,7 +71,7 @@ async fn config_is_provisioned_once_and_rewritten_only_when_it_changes() {
     assert_eq!(shown["connection"], "ci-test");
 
     // Unchanged config, unchanged rows (updated_at included).
-    let blob = secrets_blob(home);
+    let blob = secrets_blob(home, "ci_test");
     let again = run(home, &["config", "apply"], Some(FIXTURE_TOKEN)).await;
     assert!(
         again.stdout.contains("connection ci-test: unchanged"),
@@ -91,7 +84,7 @@ async fn config_is_provisioned_once_and_rewritten_only_when_it_changes() {
         again.stdout
     );
     assert_eq!(
-        secrets_blob(home),
+        secrets_blob(home, "ci_test"),
         blob,
         "an unchanged secret is not rewritten"
     );
@@ -110,7 +103,7 @@ async fn config_is_provisioned_once_and_rewritten_only_when_it_changes() {
         "{}",
         rotated.stdout
     );
-    assert_ne!(secrets_blob(home), blob);
+    assert_ne!(secrets_blob(home, "ci_test"), blob);
     let refused = run(home, &["sync", "acme", "--json"], Some(OTHER_TOKEN)).await;
     assert_eq!(refused.code, 1, "{}", refused.all_output());
     let bytes = db_bytes(home);
@@ -131,7 +124,7 @@ async fn an_unreadable_reference_changes_nothing() {
             .code,
         0
     );
-    let blob = secrets_blob(home);
+    let blob = secrets_blob(home, "ci_test");
 
     // Declare a second connection too: neither it nor anything else lands.
     let path = home.join("config.yaml");
@@ -156,7 +149,7 @@ async fn an_unreadable_reference_changes_nothing() {
     );
     let list = json(&run(home, &["connection", "list", "--json"], None).await);
     assert_eq!(list["total"], 1, "ci-two was not created: {list}");
-    assert_eq!(secrets_blob(home), blob);
+    assert_eq!(secrets_blob(home, "ci_test"), blob);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -166,14 +159,7 @@ async fn a_cli_definition_of_the_same_name_is_taken_over_and_conflicts_are_refus
         .expect("server");
     let home = tempfile::tempdir().expect("tempdir");
     let home = home.path();
-    std::fs::create_dir_all(home).expect("home");
-    let secrets = home.join("secrets.json");
-    std::fs::write(
-        &secrets,
-        serde_json::json!({"api_token": OTHER_TOKEN, "host": server.base_url()}).to_string(),
-    )
-    .expect("secrets");
-    let secrets = secrets.display().to_string();
+    let secrets = secrets_file(home, "secrets.json", OTHER_TOKEN, &server.base_url());
 
     // Same name, other key: refused, nothing written.
     let added = run(
@@ -362,14 +348,7 @@ async fn per_connection_rate_and_timeout_are_stored_and_applied() {
         .expect("server");
     let home = tempfile::tempdir().expect("tempdir");
     let home = home.path();
-    std::fs::create_dir_all(home).expect("home");
-    let secrets = home.join("secrets.json");
-    std::fs::write(
-        &secrets,
-        serde_json::json!({"api_token": FIXTURE_TOKEN, "host": server.base_url()}).to_string(),
-    )
-    .expect("secrets");
-    let secrets = secrets.display().to_string();
+    let secrets = secrets_file(home, "secrets.json", FIXTURE_TOKEN, &server.base_url());
     let added = run(
         home,
         &[

@@ -88,3 +88,27 @@ pub fn contains(haystack: &[u8], needle: &str) -> bool {
         .windows(needle.len())
         .any(|w| w == needle.as_bytes())
 }
+
+/// Writes a CircleCI secrets file `dir/name` (creating `dir`) and returns
+/// its path, for `connection add --secrets-file`.
+pub fn secrets_file(dir: &Path, name: &str, token: &str, host: &str) -> String {
+    std::fs::create_dir_all(dir).expect("secrets dir");
+    let path = dir.join(name);
+    std::fs::write(
+        &path,
+        serde_json::json!({"api_token": token, "host": host}).to_string(),
+    )
+    .expect("write secrets");
+    path.display().to_string()
+}
+
+/// The stored (encrypted) secrets of connection `key`.
+pub fn secrets_blob(home: &Path, key: &str) -> Vec<u8> {
+    let db = rusqlite::Connection::open(home.join("sextant.db")).expect("open db");
+    db.query_row(
+        "SELECT secrets FROM connections WHERE key = ?1",
+        [key],
+        |row| row.get(0),
+    )
+    .expect("row")
+}

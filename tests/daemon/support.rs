@@ -105,14 +105,7 @@ fn read(path: &Path) -> String {
 /// Stores connection `ci-test` (pointing at `host`) and integration `acme`
 /// with `interval`, through the CLI.
 pub async fn setup(home: &Path, host: &str, interval: &str) {
-    let secrets = home.join("secrets.json");
-    std::fs::create_dir_all(home).expect("home");
-    std::fs::write(
-        &secrets,
-        serde_json::json!({"api_token": FIXTURE_TOKEN, "host": host}).to_string(),
-    )
-    .expect("secrets");
-    let secrets = secrets.display().to_string();
+    let secrets = common::secrets_file(home, "secrets.json", FIXTURE_TOKEN, host);
     let add = sextant_async(
         home,
         &[
