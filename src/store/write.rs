@@ -22,7 +22,9 @@ use super::graph::{parse_props, text};
 use super::{StoreError, WriteCounter};
 use crate::diff::Plan;
 use crate::events::{Action, ObjectKind};
-use crate::graph::{Collected, entity_object, relationship_object};
+use crate::graph::{
+    Collected, CollectedEntity, CollectedRelationship, entity_object, relationship_object,
+};
 
 /// The `_type` of a relationship endpoint: from this run, else from the
 /// store, else '' (an entity of another source). A bulk load looks keys up
@@ -186,16 +188,19 @@ impl<'c> Writer<'c> {
         Ok(())
     }
 
-    /// New rows and their create events, whose `after` stays in the row
-    /// until the row changes (a first ingest writes each object once).
-    fn entities_created(&mut self, plan: &Plan<'_>) -> Result<(), StoreError> {
-        let mut insert = self.conn.prepare_cached(
-            "INSERT INTO entities (integration, key, type, class, props, hash, first_seen, last_seen, created_sync, changed_sync, pending_seq)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7, ?8, ?8, ?9)",
-        )?;
-        for e in &plan.entities.created {
-            let head = self.head(Action::Created, ObjectKind::Entity, &e.ty, &e.class, &e.key);
-            insert.execute(params![
+    /// Writes an entity row: a new one, or every changing column of an
+    /// existing one (`first_seen` and `created_sync` stay). `pending`: the
+    /// event whose `after` this row is (see migration 7).
+    fn put_entity(&mut self, e: &CollectedEntity, pending: Option<u64>) -> Result<(), StoreError> {
+        self.conn
+            .prepare_cached(
+                "INSERT INTO entities (integration, key, type, class, props, hash, first_seen, last_seen, created_sync, changed_sync, pending_seq)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7, ?8, ?8, ?9)
+                 ON CONFLICT (integration, key) DO UPDATE SET type = excluded.type, class = excluded.class,
+                     props = excluded.props, hash = excluded.hash, last_seen = excluded.last_seen,
+                     changed_sync = excluded.changed_sync, pending_seq = excluded.pending_seq",
+            )?
+            .execute(params![
                 self.integration,
                 &*e.key,
                 &*e.ty,
@@ -204,9 +209,17 @@ impl<'c> Writer<'c> {
                 e.hash as i64,
                 self.now,
                 self.sync_id,
-                head.seq as i64
+                pending.map(|seq| seq as i64)
             ])?;
-            self.counter.tick()?;
+        self.counter.tick()
+    }
+
+    /// New rows and their create events, whose `after` stays in the row
+    /// until the row changes (a first ingest writes each object once).
+    fn entities_created(&mut self, plan: &Plan<'_>) -> Result<(), StoreError> {
+        for e in &plan.entities.created {
+            let head = self.head(Action::Created, ObjectKind::Entity, &e.ty, &e.class, &e.key);
+            self.put_entity(e, Some(head.seq))?;
             self.body.clear();
             events::pending_body(&mut self.body, &head);
             self.event(&head, true)?;
@@ -217,11 +230,6 @@ impl<'c> Writer<'c> {
     fn entities_updated(&mut self, plan: &Plan<'_>) -> Result<(), StoreError> {
         let mut old = self.conn.prepare_cached(
             "SELECT type, class, props, pending_seq FROM entities WHERE integration = ?1 AND key = ?2",
-        )?;
-        let mut update = self.conn.prepare_cached(
-            "UPDATE entities SET type = ?3, class = ?4, props = ?5, hash = ?6, last_seen = ?7, changed_sync = ?8,
-                 pending_seq = NULL
-             WHERE integration = ?1 AND key = ?2",
         )?;
         for e in &plan.entities.updated {
             let (before, pending) = old.query_row(params![self.integration, &*e.key], |row| {
@@ -234,17 +242,7 @@ impl<'c> Writer<'c> {
                 Ok((before, row.get::<_, Option<i64>>(3)?))
             })?;
             self.complete_pending(pending, &before.to_string())?;
-            update.execute(params![
-                self.integration,
-                &*e.key,
-                &*e.ty,
-                &*e.class,
-                &*e.props,
-                e.hash as i64,
-                self.now,
-                self.sync_id
-            ])?;
-            self.counter.tick()?;
+            self.put_entity(e, None)?;
             let head = self.head(Action::Updated, ObjectKind::Entity, &e.ty, &e.class, &e.key);
             self.body = events::updated_body(&head, before, e.to_object())?;
             self.event(&head, false)?;
@@ -252,27 +250,26 @@ impl<'c> Writer<'c> {
         Ok(())
     }
 
-    fn relationships_created_updated(
+    /// Writes a relationship row like [`Writer::put_entity`]; the endpoint
+    /// types are this run's (or the store's) types of its endpoints.
+    fn put_relationship(
         &mut self,
-        plan: &Plan<'_>,
-        collected: &Collected,
+        r: &CollectedRelationship,
+        endpoints: &EndpointTypes<'_>,
+        pending: Option<u64>,
     ) -> Result<(), StoreError> {
-        let endpoints = EndpointTypes::new(collected, self.conn, self.integration, plan);
-        let endpoint_type = |key: &str| endpoints.get(key);
-        let mut insert = self.conn.prepare_cached(
-            "INSERT INTO relationships (integration, key, type, class, from_key, to_key, from_type, to_type, props, hash, first_seen, last_seen, created_sync, changed_sync, pending_seq)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?11, ?12, ?12, ?13)",
-        )?;
-        for r in &plan.relationships.created {
-            let (from_ty, to_ty) = (endpoint_type(&r.from_key)?, endpoint_type(&r.to_key)?);
-            let head = self.head(
-                Action::Created,
-                ObjectKind::Relationship,
-                &r.ty,
-                &r.class,
-                &r.key,
-            );
-            insert.execute(params![
+        let (from_ty, to_ty) = (endpoints.get(&r.from_key)?, endpoints.get(&r.to_key)?);
+        self.conn
+            .prepare_cached(
+                "INSERT INTO relationships (integration, key, type, class, from_key, to_key, from_type, to_type, props, hash, first_seen, last_seen, created_sync, changed_sync, pending_seq)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?11, ?12, ?12, ?13)
+                 ON CONFLICT (integration, key) DO UPDATE SET type = excluded.type, class = excluded.class,
+                     from_key = excluded.from_key, to_key = excluded.to_key, from_type = excluded.from_type,
+                     to_type = excluded.to_type, props = excluded.props, hash = excluded.hash,
+                     last_seen = excluded.last_seen, changed_sync = excluded.changed_sync,
+                     pending_seq = excluded.pending_seq",
+            )?
+            .execute(params![
                 self.integration,
                 &*r.key,
                 &*r.ty,
@@ -285,9 +282,26 @@ impl<'c> Writer<'c> {
                 r.hash as i64,
                 self.now,
                 self.sync_id,
-                head.seq as i64
+                pending.map(|seq| seq as i64)
             ])?;
-            self.counter.tick()?;
+        self.counter.tick()
+    }
+
+    fn relationships_created_updated(
+        &mut self,
+        plan: &Plan<'_>,
+        collected: &Collected,
+    ) -> Result<(), StoreError> {
+        let endpoints = EndpointTypes::new(collected, self.conn, self.integration, plan);
+        for r in &plan.relationships.created {
+            let head = self.head(
+                Action::Created,
+                ObjectKind::Relationship,
+                &r.ty,
+                &r.class,
+                &r.key,
+            );
+            self.put_relationship(r, &endpoints, Some(head.seq))?;
             self.body.clear();
             events::pending_body(&mut self.body, &head);
             self.event(&head, true)?;
@@ -295,11 +309,6 @@ impl<'c> Writer<'c> {
 
         let mut old = self.conn.prepare_cached(
             "SELECT type, class, from_key, to_key, props, pending_seq FROM relationships WHERE integration = ?1 AND key = ?2",
-        )?;
-        let mut update = self.conn.prepare_cached(
-            "UPDATE relationships SET type = ?3, class = ?4, from_key = ?5, to_key = ?6, from_type = ?7, to_type = ?8,
-                 props = ?9, hash = ?10, last_seen = ?11, changed_sync = ?12, pending_seq = NULL
-             WHERE integration = ?1 AND key = ?2",
         )?;
         for r in &plan.relationships.updated {
             let (before, pending) = old.query_row(params![self.integration, &*r.key], |row| {
@@ -315,22 +324,7 @@ impl<'c> Writer<'c> {
                 Ok((before, row.get::<_, Option<i64>>(5)?))
             })?;
             self.complete_pending(pending, &before.to_string())?;
-            let (from_ty, to_ty) = (endpoint_type(&r.from_key)?, endpoint_type(&r.to_key)?);
-            update.execute(params![
-                self.integration,
-                &*r.key,
-                &*r.ty,
-                &*r.class,
-                &*r.from_key,
-                &*r.to_key,
-                &*from_ty,
-                &*to_ty,
-                &*r.props,
-                r.hash as i64,
-                self.now,
-                self.sync_id
-            ])?;
-            self.counter.tick()?;
+            self.put_relationship(r, &endpoints, None)?;
             let head = self.head(
                 Action::Updated,
                 ObjectKind::Relationship,
