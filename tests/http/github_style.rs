@@ -207,6 +207,22 @@ fn epoch_in(seconds: u64) -> String {
 }
 
 #[tokio::test]
+async fn a_reset_beyond_the_clock_is_ignored_not_a_crash() {
+    let (base, seen) = github_like(move |_, _, _| {
+        reply(200, "{}")
+            .header("x-ratelimit-remaining", "0")
+            .header("x-ratelimit-reset", u64::MAX.to_string())
+    })
+    .await;
+    let client = github_client(&base, fast());
+    let stats = RequestStats::new();
+    get(&client, "/first", &stats).await.expect("first");
+    get(&client, "/second", &stats).await.expect("second");
+    assert_eq!(stats.reset_waits(), 0);
+    assert_eq!(seen.all().len(), 2);
+}
+
+#[tokio::test]
 async fn a_used_up_window_waits_for_its_reset() {
     let reset = epoch_in(2);
     let (base, seen) = github_like(move |uri, _, _| {

@@ -274,6 +274,20 @@ async fn other_4xx_keep_a_short_redacted_excerpt() {
 }
 
 #[tokio::test]
+async fn a_token_across_the_excerpt_cut_is_redacted_whole() {
+    // The token starts just before the 200-character cut.
+    let body = format!("{} {TOKEN} trailing text", "y".repeat(190));
+    let (base, _log) = scripted(vec![reply(400, body)]).await;
+    let err = get(&client(&base), "/me", &RequestStats::new())
+        .await
+        .expect_err("400");
+    let text = err.to_string();
+    let prefix: String = TOKEN.chars().take(6).collect();
+    assert!(!text.contains(&prefix), "part of the token survived: {text}");
+    assert!(text.contains("[redact"), "{text}");
+}
+
+#[tokio::test]
 async fn not_found_is_its_own_error() {
     let (base, log) = scripted(vec![reply(404, r#"{"message":"Not found"}"#)]).await;
     let err = get(&client(&base), "/project/x", &RequestStats::new())

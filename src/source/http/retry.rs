@@ -214,8 +214,11 @@ impl HttpClient {
             *paused = None;
             return;
         }
-        if let Some(at) = header_u64(headers, reset) {
-            let at = SystemTime::UNIX_EPOCH + Duration::from_secs(at);
+        // A reset beyond what the clock can hold is nonsense: ignore it
+        // rather than overflow (the wait is capped anyway).
+        if let Some(at) = header_u64(headers, reset)
+            .and_then(|at| SystemTime::UNIX_EPOCH.checked_add(Duration::from_secs(at)))
+        {
             tracing::debug!(
                 remaining = left,
                 "the API's rate-limit window is nearly used up"
@@ -374,19 +377,20 @@ impl HttpClient {
                 Ok(None) | Err(_) => break,
             }
         }
-        let text = String::from_utf8_lossy(&bytes);
-        let mut excerpt: String = text.trim().chars().take(EXCERPT_CHARS).collect();
+        let mut text = String::from_utf8_lossy(&bytes).trim().to_owned();
         // Some APIs echo request headers in error bodies: redact the header
-        // value and, for `Bearer <token>`-style values, the bare token.
+        // value and, for `Bearer <token>`-style values, the bare token —
+        // in the whole text, before it is cut, so no part of one survives.
         if let Ok(secret) = self.inner.auth_value.to_str() {
             let bare = secret.rsplit(' ').next().unwrap_or(secret);
             for needle in [secret, bare] {
                 if needle.len() >= 8 {
-                    excerpt = excerpt.replace(needle, "[redacted]");
+                    text = text.replace(needle, "[redacted]");
                 }
             }
         }
-        if text.trim().chars().count() > EXCERPT_CHARS {
+        let mut excerpt: String = text.chars().take(EXCERPT_CHARS).collect();
+        if text.chars().count() > EXCERPT_CHARS {
             excerpt.push('…');
         }
         excerpt
