@@ -427,6 +427,67 @@ async fn an_etag_makes_the_next_request_conditional_and_a_304_replays_the_body()
 }
 
 #[tokio::test]
+async fn a_304_with_its_own_link_is_followed_and_a_404_drops_the_entry() {
+    // Page 1's body never changes (same ETag), but the listing grew: the
+    // 304 now links to a page 2 the cached answer did not know.
+    let grown = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = grown.clone();
+    let (base, _seen) = github_like(move |uri, headers, base| {
+        let grown = flag.load(std::sync::atomic::Ordering::SeqCst);
+        match uri {
+            "/orgs/x/repos" if headers.contains_key("if-none-match") && grown => {
+                reply(304, "").header("etag", "\"p1\"").header(
+                    "link",
+                    format!(r#"<{base}/orgs/x/repos?page=2>; rel="next""#),
+                )
+            }
+            "/orgs/x/repos" => reply(200, "[1]")
+                .header("etag", "\"p1\"")
+                .header("link", format!(r#"<{base}/orgs/x/repos>; rel="first""#)),
+            "/orgs/x/repos?page=2" => reply(200, "[2]"),
+            _ => reply(404, r#"{"message":"Not Found"}"#),
+        }
+    })
+    .await;
+    let cache = ResponseCache::new();
+    let config = HttpConfig {
+        response_cache: Some(cache.clone()),
+        ..fast()
+    };
+    let client = github_client(&base, config);
+    let stats = RequestStats::new();
+    let first: Vec<u32> = client
+        .get_all_pages("/orgs/x/repos", &[], &stats)
+        .await
+        .expect("first");
+    assert_eq!(first, [1]);
+    grown.store(true, std::sync::atomic::Ordering::SeqCst);
+    let second: Vec<u32> = client
+        .get_all_pages("/orgs/x/repos", &[], &stats)
+        .await
+        .expect("second");
+    assert_eq!(second, [1, 2], "the 304's own Link is followed");
+    assert_eq!(stats.not_modified(), 1);
+
+    // A cached URL that answers 404 loses its entry.
+    cache.put(
+        &format!("{base}/orgs/gone/repos"),
+        sextant::source::http::CachedResponse {
+            etag: "\"g\"".into(),
+            link: None,
+            body: b"[9]".to_vec(),
+        },
+    );
+    let before = cache.len();
+    let gone = client
+        .get_all_pages::<u32>("/orgs/gone/repos", &[], &stats)
+        .await
+        .expect_err("404");
+    assert!(gone.is_not_found(), "{gone}");
+    assert_eq!(cache.len(), before - 1);
+}
+
+#[tokio::test]
 async fn without_the_declaration_no_condition_is_sent() {
     let (base, seen) = github_like(|_, _, _| reply(200, "{}").header("etag", "\"1\"")).await;
     let cache = ResponseCache::new();

@@ -283,7 +283,10 @@ async fn a_token_across_the_excerpt_cut_is_redacted_whole() {
         .expect_err("400");
     let text = err.to_string();
     let prefix: String = TOKEN.chars().take(6).collect();
-    assert!(!text.contains(&prefix), "part of the token survived: {text}");
+    assert!(
+        !text.contains(&prefix),
+        "part of the token survived: {text}"
+    );
     assert!(text.contains("[redact"), "{text}");
 }
 

@@ -264,11 +264,13 @@ impl HttpClient {
             && let Some(cached) = cached
         {
             stats.add_not_modified();
+            // The 304's own `Link` (if it sends one) is the current one.
             let mut headers = response.headers().clone();
-            if let Some(link) = cached
-                .link
-                .as_deref()
-                .and_then(|l| HeaderValue::from_str(l).ok())
+            if !headers.contains_key(LINK)
+                && let Some(link) = cached
+                    .link
+                    .as_deref()
+                    .and_then(|l| HeaderValue::from_str(l).ok())
             {
                 headers.insert(LINK, link);
             }
@@ -277,6 +279,12 @@ impl HttpClient {
                 body: cached.body,
                 headers,
             });
+        }
+        if status == StatusCode::NOT_FOUND
+            && let Some(cache) = &inner.cache
+        {
+            // Gone: its cached answer must not be kept (or replayed).
+            cache.remove(url.as_str());
         }
         if status.is_success() {
             let body = read_body(&mut response, inner.config.max_response_bytes)
