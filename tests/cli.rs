@@ -176,6 +176,10 @@ async fn rejected_token_fails_with_an_actionable_message_and_deletes_nothing() {
         "says what the token needs: {text}"
     );
     assert!(
+        text.contains("sextant connection update ci-test --secrets-file"),
+        "names the command that fixes it: {text}"
+    );
+    assert!(
         !text.contains(wrong),
         "the token never appears, even at trace level"
     );

@@ -13,7 +13,6 @@ use super::crypto::{CryptoError, MasterKey};
 use super::{ConnectionType, Secret, Secrets, connection_type, connection_types};
 use crate::config::{IntegrationConfig, Interval, snake_case};
 use crate::source::ResolvedConnection;
-use crate::source::http::{HttpClient, HttpConfig, HttpSource, RequestStats};
 use crate::store::{ConnectionRow, IntegrationRow, Store, StoreError};
 
 /// What a sensitive field looks like when shown.
@@ -200,7 +199,9 @@ pub async fn test_secrets(
     secrets: &Secrets,
 ) -> Result<Option<String>, String> {
     let result = match ty.name {
-        "circleci" => test_circleci(connection, secrets).await.map(|()| None),
+        "circleci" => crate::source::circleci::verify(connection, secrets)
+            .await
+            .map(|()| None),
         "github" => crate::source::github::verify::verify(connection, secrets)
             .await
             .map(Some),
@@ -209,31 +210,6 @@ pub async fn test_secrets(
     result
         .map(|note| note.map(|n| scrub(&n, secrets)))
         .map_err(|message| scrub(&message, secrets))
-}
-
-async fn test_circleci(connection: &str, secrets: &Secrets) -> Result<(), String> {
-    use crate::source::circleci::{DEFAULT_HOST, TOKEN_HELP};
-    let host = secrets
-        .plain("host")
-        .unwrap_or(DEFAULT_HOST)
-        .trim_end_matches('/');
-    let token = secrets
-        .secret("api_token")
-        .ok_or_else(|| "api_token is missing".to_owned())?;
-    let config = HttpConfig {
-        max_retries: 1,
-        ..HttpConfig::default()
-    };
-    let client = HttpClient::new(
-        HttpSource::new(connection, host, "Circle-Token", token.expose()).token_help(TOKEN_HELP),
-        config,
-    )
-    .map_err(|e| e.to_string())?;
-    client
-        .get_json::<Value>("/api/v2/me", &[], &RequestStats::new())
-        .await
-        .map(|_| ())
-        .map_err(|e| e.to_string())
 }
 
 /// A connection as listed: never its secrets.

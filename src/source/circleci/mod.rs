@@ -12,9 +12,10 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 use serde::Deserialize;
 
 use super::dag::{self, Progress, RunState, Step};
-use super::http::{HttpClient, HttpSource};
+use super::http::{HttpClient, HttpConfig, HttpSource, RequestStats};
 use super::{ResolvedConnection, SourceError};
 use crate::config::IntegrationConfig;
+use crate::connection::Secrets;
 use crate::run::StepOutcome;
 
 pub const DEFAULT_HOST: &str = "https://circleci.com";
@@ -80,6 +81,41 @@ pub struct CircleCi {
     shared: Mutex<Shared>,
 }
 
+/// The client of a connection's secrets (`api_token`, optional `host`).
+pub fn client(
+    connection: &str,
+    secrets: &Secrets,
+    config: HttpConfig,
+) -> Result<HttpClient, String> {
+    let host = secrets
+        .plain("host")
+        .unwrap_or(DEFAULT_HOST)
+        .trim_end_matches('/');
+    let token = secrets
+        .secret("api_token")
+        .ok_or_else(|| "api_token is missing; add it to the connection's secrets".to_owned())?;
+    HttpClient::new(
+        HttpSource::new(connection, host, "Circle-Token", token.expose())
+            .token_help(TOKEN_HELP.replace("NAME", connection)),
+        config,
+    )
+    .map_err(|e| e.to_string())
+}
+
+/// Tests a connection's secrets: `GET /api/v2/me` (CircleCI tells nothing
+/// of a token's permissions), one retry at most.
+pub async fn verify(connection: &str, secrets: &Secrets) -> Result<(), String> {
+    let config = HttpConfig {
+        max_retries: 1,
+        ..HttpConfig::default()
+    };
+    client(connection, secrets, config)?
+        .get_json::<serde_json::Value>("/api/v2/me", &[], &RequestStats::new())
+        .await
+        .map(|_| ())
+        .map_err(|e| e.to_string())
+}
+
 impl CircleCi {
     pub fn new(
         integration: &IntegrationConfig,
@@ -95,27 +131,14 @@ impl CircleCi {
             .plain("host")
             .unwrap_or(DEFAULT_HOST)
             .trim_end_matches('/');
-        let token =
-            connection
-                .secrets
-                .secret("api_token")
-                .ok_or_else(|| SourceError::Connection {
-                    connection: connection.name.clone(),
-                    message: "api_token is missing; add it to the connection's secrets".to_owned(),
-                })?;
-        let http = HttpClient::new(
-            HttpSource::new(
-                connection.name.clone(),
-                host,
-                "Circle-Token",
-                token.expose(),
-            )
-            .token_help(TOKEN_HELP),
+        let http = client(
+            &connection.name,
+            &connection.secrets,
             connection.http.clone(),
         )
-        .map_err(|e| SourceError::Connection {
+        .map_err(|message| SourceError::Connection {
             connection: connection.name.clone(),
-            message: e.to_string(),
+            message,
         })?;
         let tag = integration.tag_account_name.then(|| {
             integration
