@@ -100,18 +100,21 @@ pub fn start_run(
     if !integration.enabled {
         return Err(SyncError::Disabled(integration.name.clone()));
     }
-    // Conditional requests: the integration's ETag cache, kept between runs.
+    store.acquire_lease(&integration.name, holder, LEASE_TTL)?;
+    // Conditional requests: the integration's ETag cache, kept between runs
+    // (read under the lease, so a refused run reads nothing).
     let cache = load_response_cache(store, &integration.name);
     let mut connection = connection.clone();
     connection.http.response_cache = Some(cache.clone());
-    let source = SourceKind::new(integration, &connection)?;
-    store.acquire_lease(&integration.name, holder, LEASE_TTL)?;
     let started_at = now_rfc3339();
-    let sync_id = match store.begin_run(&integration.name) {
-        Ok(id) => id,
+    let begun = SourceKind::new(integration, &connection)
+        .map_err(SyncError::from)
+        .and_then(|source| Ok((source, store.begin_run(&integration.name)?)));
+    let (source, sync_id) = match begun {
+        Ok(begun) => begun,
         Err(e) => {
-            let _ = store.release_lease(&integration.name, holder);
-            return Err(e.into());
+            release(store, &integration.name, holder);
+            return Err(e);
         }
     };
     tracing::info!(integration = %integration.name, sync_id, holder, source = source.name(), "Sync started.");
@@ -193,7 +196,7 @@ impl StartedRun {
             Collection::Done(steps) => steps,
             Collection::Aborted(reason) => {
                 let _ = store.finish_run(sync_id, RunStatus::Aborted, &[], Some(&reason));
-                let _ = store.release_lease(&name, &self.holder);
+                release(store, &name, &self.holder);
                 tracing::warn!(integration = %name, sync_id, reason, "Sync aborted.");
                 return Err(SyncError::Aborted {
                     integration: name,
@@ -208,11 +211,17 @@ impl StartedRun {
         };
         // Renew right before committing; a lost lease means another run
         // owns the integration now, and this one must not write.
-        if let Err(e) = store.renew_lease(&name, &self.holder, LEASE_TTL)
-            && matches!(e, StoreError::LeaseLost { .. })
-        {
-            let _ = store.finish_run(sync_id, RunStatus::Aborted, &steps, Some(&e.to_string()));
-            return Err(e.into());
+        match store.renew_lease(&name, &self.holder, LEASE_TTL) {
+            Ok(()) => {}
+            Err(e @ StoreError::LeaseLost { .. }) => {
+                let _ = store.finish_run(sync_id, RunStatus::Aborted, &steps, Some(&e.to_string()));
+                return Err(e.into());
+            }
+            // Busy: the lease still has time left; the commit's own
+            // check_running guards against a reclaim meanwhile.
+            Err(e) => {
+                tracing::warn!(integration = %name, sync_id, error = %e, "Could not renew the run lease before committing.")
+            }
         }
         let collected = state.into_graph();
         let complete = complete_types(&schema, &steps);
@@ -222,9 +231,11 @@ impl StartedRun {
             // Nothing of the run landed; record why, if the store still can.
             let _ = store.finish_run(sync_id, RunStatus::Failed, &steps, Some(&e.to_string()));
         }
-        let _ = store.release_lease(&name, &self.holder);
+        if committed.is_ok() {
+            save_response_cache(store, &name, &self.cache);
+        }
+        release(store, &name, &self.holder);
         let changes = committed?;
-        save_response_cache(store, &name, &self.cache);
         tracing::info!(
             integration = %name,
             sync_id,
@@ -249,6 +260,14 @@ impl StartedRun {
             deleted: changes.deleted,
             steps,
         })
+    }
+}
+
+/// Releases a run lease. A failure is logged, not returned: the run's own
+/// outcome matters more, and the lease expires by itself.
+fn release(store: &mut Store, integration: &str, holder: &str) {
+    if let Err(error) = store.release_lease(integration, holder) {
+        tracing::warn!(integration, %error, expires_in_s = LEASE_TTL.as_secs(), "Could not release the run lease; it expires by itself.");
     }
 }
 

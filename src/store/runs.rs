@@ -163,8 +163,8 @@ impl Store {
         Ok(counts)
     }
 
-    /// Ends a run without touching the graph (aborted, or failed before
-    /// anything could be committed).
+    /// Ends a running run without touching the graph (aborted, or failed
+    /// before anything could be committed).
     pub fn finish_run(
         &mut self,
         sync_id: i64,
@@ -173,13 +173,33 @@ impl Store {
         error: Option<&str>,
     ) -> Result<(), StoreError> {
         let steps = encode_steps(steps)?;
+        // Only a running run: one already closed (e.g. as abandoned, by the
+        // process that reclaimed its lease) keeps its record.
         let changed = self
             .conn
-            .prepare_cached("UPDATE sync_runs SET ended_at = ?2, status = ?3, steps = ?4, error = ?5 WHERE id = ?1")?
-            .execute(params![sync_id, now(), status.as_str(), steps, error])
+            .prepare_cached(
+                "UPDATE sync_runs SET ended_at = ?2, status = ?3, steps = ?4, error = ?5
+                 WHERE id = ?1 AND status = ?6",
+            )?
+            .execute(params![
+                sync_id,
+                now(),
+                status.as_str(),
+                steps,
+                error,
+                RunStatus::Running.as_str()
+            ])
             .map_err(|e| busy(&self.path, e))?;
         if changed == 0 {
-            return Err(StoreError::UnknownRun(sync_id));
+            let status: Option<String> = self
+                .conn
+                .prepare_cached("SELECT status FROM sync_runs WHERE id = ?1")?
+                .query_row([sync_id], |row| row.get(0))
+                .optional()?;
+            return Err(match status {
+                None => StoreError::UnknownRun(sync_id),
+                Some(status) => StoreError::RunNotRunning { sync_id, status },
+            });
         }
         Ok(())
     }

@@ -421,6 +421,21 @@ fn runs_are_recorded_and_only_a_running_run_commits() {
         store.finish_run(9999, RunStatus::Failed, &[], None),
         Err(StoreError::UnknownRun(9999))
     ));
+    // A closed run keeps its record: a late finish (say, by a process whose
+    // lease was reclaimed) is refused.
+    assert!(matches!(
+        store.finish_run(sync_id, RunStatus::Failed, &[], Some("late")),
+        Err(StoreError::RunNotRunning { .. })
+    ));
+    assert_eq!(
+        store
+            .run(sync_id)
+            .expect("run")
+            .expect("exists")
+            .error
+            .as_deref(),
+        Some("shutting down")
+    );
     assert_eq!(store.last_event_seq().expect("seq"), 0);
 
     let second = store.begin_run("other").expect("begin");
