@@ -515,6 +515,16 @@ pub struct ConnectionUpdate {
     pub http: HttpOverrides,
 }
 
+impl ConnectionUpdate {
+    /// Nothing would change.
+    pub fn is_empty(&self) -> bool {
+        self.secrets_json.is_none()
+            && self.disabled.is_none()
+            && self.description.is_none()
+            && self.http == HttpOverrides::default()
+    }
+}
+
 /// Updates a connection. New secrets replace the old ones whole and, with
 /// `verify`, are tested first (nothing is saved if the test fails).
 pub async fn update_connection(
@@ -524,11 +534,7 @@ pub async fn update_connection(
     update: ConnectionUpdate,
     verify: bool,
 ) -> Result<ConnectionSummary, ServiceError> {
-    if update.secrets_json.is_none()
-        && update.disabled.is_none()
-        && update.description.is_none()
-        && update.http == HttpOverrides::default()
-    {
+    if update.is_empty() {
         return Err(invalid(
             "nothing to update; pass --secrets-file, --enable, --disable, --description, \
              --requests-per-second or --timeout",

@@ -92,6 +92,24 @@ async fn fides_shaped_connection_endpoints_round_trip() {
     assert_eq!(status, 200, "{updated}");
     assert_eq!(updated["succeeded"][0]["description"], "production");
     assert_eq!(updated["succeeded"][0]["disabled"], true);
+    // HTTP settings alone are an update too; a bad timeout refuses the list.
+    let (status, updated) = send(
+        http.patch(api("/connection"))
+            .bearer_auth(&all)
+            .json_body(&json!([{"key": "ci_prod", "requests_per_second": 7, "timeout": "45s"}])),
+    )
+    .await;
+    assert_eq!(status, 200, "{updated}");
+    assert_eq!(updated["succeeded"][0]["requests_per_second"], 7);
+    assert_eq!(updated["succeeded"][0]["timeout"], "45s");
+    let (status, body) = send(
+        http.patch(api("/connection"))
+            .bearer_auth(&all)
+            .json_body(&json!([{"key": "ci_prod", "timeout": "soon"}])),
+    )
+    .await;
+    assert_eq!(status, 422, "{body}");
+    assert!(body.to_string().contains("is not a duration"), "{body}");
 
     // GET with filters and pages.
     let (status, page) = send(

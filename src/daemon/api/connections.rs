@@ -281,17 +281,19 @@ async fn update_one(
     update: ConnectionUpdate,
     verify: bool,
 ) -> Result<ConnectionSummary, ServiceError> {
-    let current = service::show_connection(store, master, id)?.summary;
+    let current = store
+        .connection(id)?
+        .ok_or_else(|| ServiceError::UnknownConnection(id.to_owned()))?;
     if let Some(ty) = ty
-        && ty != current.connection_type
+        && ty != current.ty
     {
         return Err(ServiceError::Invalid(format!(
             "connection {:?} is of type {}; its type cannot change (delete it and create a new one)",
-            current.name, current.connection_type
+            current.name, current.ty
         )));
     }
-    if update.secrets_json.is_none() && update.disabled.is_none() && update.description.is_none() {
-        return Ok(current);
+    if update.is_empty() {
+        return Ok(ConnectionSummary::from(&current));
     }
     service::update_connection(store, master, id, update, verify).await
 }
