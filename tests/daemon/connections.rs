@@ -110,6 +110,16 @@ async fn fides_shaped_connection_endpoints_round_trip() {
     .await;
     assert_eq!(status, 422, "{body}");
     assert!(body.to_string().contains("is not a duration"), "{body}");
+    // A secret sent where an object belongs is not quoted back.
+    let misplaced = "misplaced-secret-0123456789";
+    let (status, body) =
+        send(http.patch(api("/connection")).bearer_auth(&all).json_body(
+            &json!([{"name": "x", "connection_type": "circleci", "secrets": misplaced}]),
+        ))
+        .await;
+    assert_eq!(status, 422, "{body}");
+    assert!(body.to_string().contains("invalid type: string"), "{body}");
+    assert!(!body.to_string().contains(misplaced), "{body}");
 
     // GET with filters and pages.
     let (status, page) = send(

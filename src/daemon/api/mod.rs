@@ -311,9 +311,24 @@ fn json_rejection(rejection: JsonRejection) -> ApiError {
             "the request body is larger than {} KiB; send less at once",
             BODY_LIMIT / 1024
         ),
-        _ => format!("invalid request body: {}", rejection.body_text()),
+        _ => format!(
+            "invalid request body: {}",
+            without_values(&rejection.body_text())
+        ),
     };
     ApiError::new(status, message)
+}
+
+/// A deserialization message without the values it quotes (`invalid type:
+/// string "…"`): the value may be a secret sent in the wrong place.
+fn without_values(message: &str) -> String {
+    static QUOTED: std::sync::LazyLock<Option<regex::Regex>> =
+        std::sync::LazyLock::new(|| regex::Regex::new(r#"(string|value) "(?:[^"\\]|\\.)*""#).ok());
+    match QUOTED.as_ref() {
+        Some(quoted) => quoted.replace_all(message, "$1").into_owned(),
+        // The pattern is a constant; should it ever fail, say nothing.
+        None => "the body does not match the expected shape".to_owned(),
+    }
 }
 
 /// Query parameters whose rejections become 400 `{"detail"}` answers.
@@ -337,7 +352,7 @@ where
 fn query_rejection(rejection: QueryRejection) -> ApiError {
     ApiError::new(
         StatusCode::BAD_REQUEST,
-        format!("invalid query: {}", rejection.body_text()),
+        format!("invalid query: {}", without_values(&rejection.body_text())),
     )
 }
 
