@@ -652,7 +652,9 @@ async fn sync_delivers_exactly_the_expected_signed_alerts_to_a_webhook() {
     let mut text = std::fs::read_to_string(&config).expect("config");
     text.push_str(&format!(
         "sinks:\n{}",
-        webhook_sink(&receiver.url, 2).replace("    start: beginning\n", "")
+        // From the beginning: the day-1 events are read, and the
+        // baseline rule (not the sink's start) keeps them from alerting.
+        webhook_sink(&receiver.url, 2)
     ));
     text.push_str(&rules("[hook]"));
     std::fs::write(&config, text).expect("config");
@@ -775,13 +777,16 @@ async fn only_one_process_delivers_at_a_time() {
     let db = home.path().join("sextant.db");
     drop(two_days(&db).await);
     let receiver = Receiver::start().await;
+    let secret_file = home.path().join("webhook.secret");
+    std::fs::write(&secret_file, SECRET).expect("secret file");
     let yaml = format!(
         "sinks:\n{}{}",
-        webhook_sink(&receiver.url, 0).replace(&format!("env:{SECRET_ENV}"), "file:/dev/null"),
+        webhook_sink(&receiver.url, 0).replace(
+            &format!("env:{SECRET_ENV}"),
+            &format!("file:{}", secret_file.display())
+        ),
         rules("[hook]")
     );
-    // An empty secret file is refused at send time; what matters here is
-    // that no attempt is made at all while another process delivers.
     let config = alerts(&yaml);
     {
         let mut other = Store::open(&db).expect("store");
@@ -805,7 +810,49 @@ async fn only_one_process_delivers_at_a_time() {
     }
     let ran = deliver(&db, &config).await;
     assert_eq!(ran.skipped_for, None);
-    assert_eq!(ran.sinks.len(), 1, "{ran:?}");
+    assert_eq!(sink(&ran, "hook").error, None, "{ran:?}");
+    assert_eq!(sink(&ran, "hook").delivered, EXPECTED.len() as u64);
+    let got: Vec<(String, String)> = receiver.accepted().iter().map(rule_and_summary).collect();
+    assert_eq!(got, expected());
     // The pass released its lease: the next one runs too.
     assert_eq!(deliver(&db, &config).await.skipped_for, None);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_first_run_that_found_nothing_is_the_baseline() {
+    let home = tempfile::tempdir().expect("tempdir");
+    let db = home.path().join("sextant.db");
+    let mut store = Store::open(&db).expect("store");
+    // The first run succeeds with an empty estate: no events at all.
+    let sync_id = store.begin_run("acme").expect("begin");
+    store
+        .commit_run(
+            sync_id,
+            "acme",
+            &sextant::graph::Collected::new(),
+            &Default::default(),
+            &[],
+            RunStatus::Success,
+        )
+        .expect("empty commit");
+    // Then the estate appears: every object is news, not a baseline.
+    let server = FixtureServer::start(FixtureSet::Day1)
+        .await
+        .expect("fixture server");
+    assert_eq!(
+        sync(&mut store, &server, FIXTURE_TOKEN).await,
+        RunStatus::Success
+    );
+    server.shutdown().await;
+    drop(store);
+    let out = home.path().join("alerts.jsonl");
+    let config = alerts(&format!(
+        "sinks:\n  - name: audit\n    type: file\n    path: {}\n    start: beginning\n{}",
+        out.display(),
+        rules("[audit]")
+    ));
+    let report = deliver(&db, &config).await;
+    assert!(sink(&report, "audit").delivered > 0, "{report:?}");
+    let text = std::fs::read_to_string(&out).expect("alerts file");
+    assert!(text.contains("\"new-user\""), "{text}");
 }

@@ -140,8 +140,10 @@ impl Deliverer {
             }
             Err(e) => return Err(e.into()),
         }
-        let result = self.pass(store, alerts).await;
-        let _ = store.release_lease(DELIVERY_LEASE, &holder);
+        let result = self.pass(store, alerts, &holder).await;
+        if let Err(error) = store.release_lease(DELIVERY_LEASE, &holder) {
+            tracing::warn!(%error, "Could not release the alert delivery lease; it expires by itself.");
+        }
         result
     }
 
@@ -149,6 +151,7 @@ impl Deliverer {
         &self,
         store: &mut Store,
         alerts: &AlertsConfig,
+        holder: &str,
     ) -> Result<DeliveryReport, AlertError> {
         let system_events = store.record_system_events()?;
         let mut cursors = Vec::with_capacity(alerts.sinks.len());
@@ -161,7 +164,7 @@ impl Deliverer {
                 .sinks
                 .iter()
                 .zip(cursors)
-                .map(|(sink, cursor)| self.run_sink(&shared, alerts, sink, cursor));
+                .map(|(sink, cursor)| self.run_sink(&shared, alerts, sink, cursor, holder));
             futures::future::join_all(passes).await
         };
         for report in &sinks {
@@ -210,6 +213,7 @@ impl Deliverer {
         alerts: &AlertsConfig,
         sink: &SinkConfig,
         cursor: SinkCursor,
+        holder: &str,
     ) -> SinkReport {
         let mut report = SinkReport {
             sink: sink.name.clone(),
@@ -227,6 +231,8 @@ impl Deliverer {
             target: None,
             first_syncs: HashMap::new(),
             report: &mut report,
+            holder,
+            renewed: std::time::Instant::now(),
         };
         for stream in [Stream::Change, Stream::System] {
             let result = pass
@@ -251,6 +257,9 @@ struct Pass<'a, 's> {
     /// Per integration, the sync whose events are its baseline.
     first_syncs: HashMap<String, Option<i64>>,
     report: &'a mut SinkReport,
+    /// The delivery lease this pass holds, and when it was last renewed.
+    holder: &'a str,
+    renewed: std::time::Instant,
 }
 
 fn store_error(e: StoreError) -> String {
@@ -272,11 +281,19 @@ impl Pass<'_, '_> {
         done: &[String],
         delivered: u64,
     ) -> Result<(), String> {
-        self.store
-            .lock()
-            .await
+        let mut store = self.store.lock().await;
+        // A long pass (a slow webhook) keeps its lease; one that lost it
+        // stops, so two processes never deliver side by side for long.
+        if self.renewed.elapsed() > DELIVERY_LEASE_TTL / 4 {
+            store
+                .renew_lease(DELIVERY_LEASE, self.holder, DELIVERY_LEASE_TTL)
+                .map_err(|e| format!("alert delivery stopped: {e}"))?;
+            self.renewed = std::time::Instant::now();
+        }
+        store
             .ack_sink(&self.sink.name, stream, seq, done, delivered)
             .map_err(store_error)?;
+        drop(store);
         self.report.delivered += delivered;
         self.set_seq(stream, seq);
         Ok(())

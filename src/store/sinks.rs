@@ -6,7 +6,7 @@
 //! Invariant: a cursor only moves forward, and only after the sink
 //! acknowledged what it covers; so a restart re-sends nothing acknowledged.
 
-use rusqlite::{OptionalExtension, Row, TransactionBehavior, params};
+use rusqlite::{Row, TransactionBehavior, params};
 use serde_json::{Value, json};
 
 use super::{Store, StoreError, busy, now};
@@ -15,6 +15,7 @@ use crate::alerts::event::{
     SYNC_RUN_TYPE, Stream, SystemEvent, SystemObject,
 };
 use crate::events::FieldChange;
+use crate::run::RunStatus;
 
 /// A sink's delivery state.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -177,16 +178,24 @@ impl Store {
         Ok(())
     }
 
-    /// The sync id of an integration's first committed changes: the run
-    /// whose events are a baseline (everything is new in it).
+    /// The integration's first run that collected anything (success or
+    /// partial): its events are a baseline (everything is new in it). A
+    /// first run that found nothing still counts, so what a later run finds
+    /// is news.
     pub fn first_sync_id(&self, integration: &str) -> Result<Option<i64>, StoreError> {
         Ok(self
             .conn
             .prepare_cached(
-                "SELECT sync_id FROM events WHERE integration = ?1 ORDER BY seq LIMIT 1",
+                "SELECT MIN(id) FROM sync_runs WHERE integration = ?1 AND status IN (?2, ?3)",
             )?
-            .query_row([integration], |row| row.get(0))
-            .optional()?)
+            .query_row(
+                params![
+                    integration,
+                    RunStatus::Success.as_str(),
+                    RunStatus::Partial.as_str()
+                ],
+                |row| row.get(0),
+            )?)
     }
 
     /// System events with `seq > since`, ascending, at most `limit`.
