@@ -856,3 +856,38 @@ async fn a_first_run_that_found_nothing_is_the_baseline() {
     let text = std::fs::read_to_string(&out).expect("alerts file");
     assert!(text.contains("\"new-user\""), "{text}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_event_per_batch_delivers_the_same_alerts() {
+    let home = tempfile::tempdir().expect("tempdir");
+    let db = home.path().join("sextant.db");
+    drop(two_days(&db).await);
+    let receiver = Receiver::start().await;
+    let secret_file = home.path().join("webhook.secret");
+    std::fs::write(&secret_file, SECRET).expect("secret file");
+    let config = alerts(&format!(
+        "sinks:\n{}{}",
+        webhook_sink(&receiver.url, 0).replace(
+            &format!("env:{SECRET_ENV}"),
+            &format!("file:{}", secret_file.display())
+        ),
+        rules("[hook]")
+    ));
+    let mut store = Store::open(&db).expect("store");
+    let report = deliverer()
+        .batch_size(1)
+        .deliver_pending(&mut store, &config)
+        .await
+        .expect("pass");
+    assert_eq!(sink(&report, "hook").error, None, "{report:?}");
+    let got: Vec<(String, String)> = receiver.accepted().iter().map(rule_and_summary).collect();
+    assert_eq!(got, expected(), "batch boundaries lose and repeat nothing");
+    // Everything is acknowledged: a second pass sends nothing.
+    let again = deliverer()
+        .batch_size(1)
+        .deliver_pending(&mut store, &config)
+        .await
+        .expect("pass");
+    assert_eq!(again.delivered(), 0);
+    assert_eq!(receiver.attempts().len(), EXPECTED.len());
+}

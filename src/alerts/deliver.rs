@@ -89,15 +89,6 @@ impl std::fmt::Debug for Deliverer {
     }
 }
 
-/// One delivery pass with a default [`Deliverer`] (stdout sinks print to
-/// the process's standard output).
-pub async fn deliver_pending(
-    store: &mut Store,
-    alerts: &AlertsConfig,
-) -> Result<DeliveryReport, AlertError> {
-    Deliverer::default().deliver_pending(store, alerts).await
-}
-
 impl Deliverer {
     /// A deliverer whose stdout sinks write to `stdout`.
     pub fn new(stdout: SharedWriter) -> Self {

@@ -148,20 +148,6 @@ impl AlertEvent {
         }
     }
 
-    pub fn sync_id(&self) -> Option<i64> {
-        match self {
-            AlertEvent::Change(e) => Some(e.sync_id),
-            AlertEvent::System(e) => e.sync_id,
-        }
-    }
-
-    pub fn time(&self) -> &str {
-        match self {
-            AlertEvent::Change(e) => &e.time,
-            AlertEvent::System(e) => &e.time,
-        }
-    }
-
     pub fn after(&self) -> Option<&Value> {
         match self {
             AlertEvent::Change(e) => e.after.as_ref(),

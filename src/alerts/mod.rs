@@ -14,7 +14,6 @@ pub mod sinks;
 
 pub use deliver::{
     AlertError, DELIVERY_LEASE, DELIVERY_LEASE_TTL, Deliverer, DeliveryReport, SinkReport,
-    deliver_pending,
 };
 pub use eval::RuleSet;
 pub use event::{AlertEvent, Stream, SystemEvent};

@@ -200,10 +200,6 @@ impl AlertsConfig {
         self.rules.iter().find(|r| r.name == name)
     }
 
-    pub fn sink(&self, name: &str) -> Option<&SinkConfig> {
-        self.sinks.iter().find(|s| s.name == name)
-    }
-
     /// The rules that send to `sink`, in config order.
     pub fn rules_for<'a>(&'a self, sink: &'a str) -> impl Iterator<Item = &'a Rule> + 'a {
         self.rules

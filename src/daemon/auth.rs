@@ -170,18 +170,6 @@ pub enum Denied {
     MissingScope { token: String, scope: String },
 }
 
-/// Finds the token of an `Authorization` header value and checks `scope`.
-/// The token itself never appears in the result.
-pub fn authorize(
-    store: &Store,
-    header: Option<&str>,
-    scope: &str,
-) -> Result<TokenRecord, AuthError> {
-    let record = authenticate(store, header)?;
-    require(&record, scope)?;
-    Ok(record)
-}
-
 /// 403 unless `record` carries `scope`.
 pub fn require(record: &TokenRecord, scope: &str) -> Result<(), AuthError> {
     if has_scope(&record.scopes, scope) {
@@ -288,10 +276,11 @@ mod tests {
         assert!(a.token.starts_with(TOKEN_PREFIX) && a.token.len() > 40);
         assert_ne!(a.token, b.token);
         assert!(!format!("{a:?}").contains(&a.token));
-        let found = authorize(&store, Some(&format!("Bearer {}", a.token)), "sync:run")
-            .expect("authorized");
+        let found =
+            authenticate(&store, Some(&format!("Bearer {}", a.token))).expect("authenticated");
         assert_eq!(found.name, "bot-a");
-        let denied = authorize(&store, Some(&format!("Bearer {}", a.token)), "graph:read");
+        require(&found, "sync:run").expect("authorized");
+        let denied = require(&found, "graph:read");
         assert!(matches!(
             denied,
             Err(AuthError::Denied(Denied::MissingScope { ref scope, .. })) if scope == "graph:read"

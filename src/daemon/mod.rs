@@ -17,11 +17,10 @@ mod metrics;
 mod pool;
 mod scheduler;
 
-use std::collections::BTreeMap;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::sync::{Notify, watch};
@@ -98,8 +97,6 @@ pub struct Shared {
     holder: String,
     pool: Arc<StorePool>,
     pub metrics: Metrics,
-    /// Integration → sync id of the runs going in this process.
-    active: Mutex<BTreeMap<String, i64>>,
     /// Number of runs going; shutdown waits for 0.
     running: watch::Sender<usize>,
     /// Set on a shutdown signal: no new runs, long polls return.
@@ -120,7 +117,6 @@ impl Shared {
             schema,
             holder: holder_id("daemon"),
             metrics: Metrics::default(),
-            active: Mutex::new(BTreeMap::new()),
             running: watch::Sender::new(0),
             stopping: watch::Sender::new(false),
             abort: watch::Sender::new(false),
@@ -164,9 +160,6 @@ impl Shared {
         .await??;
         let sync_id = started.sync_id;
         let source = started.source();
-        if let Ok(mut active) = self.active.lock() {
-            active.insert(name.to_owned(), sync_id);
-        }
         self.metrics.started(name, source);
         tracing::info!(integration = name, sync_id, cause, "Run started.");
 
@@ -204,9 +197,6 @@ impl Shared {
                 Err(error) => {
                     tracing::warn!(integration = %name, sync_id, %error, "Run did not finish.")
                 }
-            }
-            if let Ok(mut active) = this.active.lock() {
-                active.remove(&name);
             }
             this.committed.notify_waiters();
         });
@@ -267,7 +257,13 @@ pub async fn run(
         .map_err(|e| DaemonError::Scheduler(e.to_string()))?;
 
     let (stop_delivery, delivery_stopping) = watch::channel(false);
-    let delivery = tokio::spawn(deliver_alerts(Arc::clone(&shared), delivery_stopping));
+    // Delivery's SQL (and file syncs) stay off the workers that serve HTTP,
+    // like runs: the loop is driven on a blocking thread.
+    let handle = tokio::runtime::Handle::current();
+    let delivering = Arc::clone(&shared);
+    let delivery = tokio::task::spawn_blocking(move || {
+        handle.block_on(deliver_alerts(delivering, delivery_stopping));
+    });
 
     let mut stop_http = shared.stopping.subscribe();
     let server = axum::serve(listener, api::router(Arc::clone(&shared))).with_graceful_shutdown(
@@ -332,41 +328,33 @@ async fn deliver_alerts(shared: Arc<Shared>, mut stopping: watch::Receiver<bool>
     let mut pause = DELIVERY_EVERY;
     loop {
         let stop = *stopping.borrow();
-        match deliverer
+        // Registered before the pass, so a commit during it is not missed.
+        let committed = shared.committed.notified();
+        tokio::pin!(committed);
+        committed.as_mut().enable();
+        // The deliverer logs each sink's outcome; here only the pace changes.
+        let failed = match deliverer
             .deliver_pending(&mut store, &shared.options.alerts)
             .await
         {
-            Ok(report) => {
-                if report.failed().next().is_some() {
-                    pause = (pause * 2).min(DELIVERY_BACKOFF_MAX);
-                    for failed in report.failed() {
-                        tracing::warn!(
-                            sink = %failed.sink,
-                            error = failed.error.as_deref().unwrap_or("failed"),
-                            retry_in_s = pause.as_secs(),
-                            "Alert sink failing; its alerts stay queued."
-                        );
-                    }
-                } else {
-                    pause = DELIVERY_EVERY;
-                    if report.delivered() > 0 {
-                        tracing::info!(delivered = report.delivered(), "Alerts delivered.");
-                    }
-                }
-            }
+            Ok(report) => report.failed().next().is_some(),
             Err(error) => {
-                pause = (pause * 2).min(DELIVERY_BACKOFF_MAX);
                 tracing::warn!(%error, "Alert delivery failed; retrying.");
+                true
             }
-        }
+        };
+        pause = if failed {
+            (pause * 2).min(DELIVERY_BACKOFF_MAX)
+        } else {
+            DELIVERY_EVERY
+        };
         if stop {
             break;
         }
-        let failing = pause > DELIVERY_EVERY;
         tokio::select! {
             _ = stopping.wait_for(|s| *s) => {}
             // A commit brings new events; a failing sink waits its pause.
-            () = shared.committed.notified(), if !failing => {}
+            () = &mut committed, if !failed => {}
             () = tokio::time::sleep(pause) => {}
         }
     }

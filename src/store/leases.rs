@@ -165,21 +165,4 @@ impl Store {
             .map_err(|e| busy(&self.path, e))?;
         Ok(())
     }
-
-    /// Every lease currently stored (expired ones included), by integration.
-    pub fn leases(&self) -> Result<Vec<LeaseRecord>, StoreError> {
-        let mut stmt = self.conn.prepare_cached(
-            "SELECT integration, holder, acquired_at, renewed_at, expires_ms FROM run_leases ORDER BY integration",
-        )?;
-        let rows = stmt.query_map([], |row| {
-            Ok(LeaseRecord {
-                integration: row.get(0)?,
-                holder: row.get(1)?,
-                acquired_at: row.get(2)?,
-                renewed_at: row.get(3)?,
-                expires_ms: row.get(4)?,
-            })
-        })?;
-        Ok(rows.collect::<Result<_, _>>()?)
-    }
 }

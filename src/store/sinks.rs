@@ -90,18 +90,6 @@ fn encode(what: &str, value: &impl serde::Serialize) -> Result<String, StoreErro
 }
 
 impl Store {
-    /// Every sink that has been used, by name.
-    pub fn sink_cursors(&self) -> Result<Vec<SinkCursor>, StoreError> {
-        let sql = format!("SELECT {SINK_COLUMNS} FROM alert_sinks ORDER BY name");
-        let mut stmt = self.conn.prepare_cached(&sql)?;
-        let mut rows = stmt.query([])?;
-        let mut out = Vec::new();
-        while let Some(row) = rows.next()? {
-            out.push(sink_cursor(row)?);
-        }
-        Ok(out)
-    }
-
     pub fn sink_cursor(&self, name: &str) -> Result<Option<SinkCursor>, StoreError> {
         let sql = format!("SELECT {SINK_COLUMNS} FROM alert_sinks WHERE name = ?1");
         let mut stmt = self.conn.prepare_cached(&sql)?;

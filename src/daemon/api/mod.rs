@@ -274,12 +274,18 @@ pub async fn auth(
     };
     if due {
         let name = record.name.clone();
-        // Best effort: a busy database must not fail the request.
-        let _ = state
-            .shared
-            .pool
-            .with(move |store| store.touch_token(&name).map_err(ApiError::from))
-            .await;
+        let shared = Arc::clone(&state.shared);
+        // Best effort, and not awaited: a database busy with a commit must
+        // neither fail nor hold up the request.
+        tokio::spawn(async move {
+            let touched = shared
+                .pool
+                .with(move |store| store.touch_token(&name).map_err(ApiError::from))
+                .await;
+            if let Err(error) = touched {
+                tracing::debug!(error = %error.message, "Could not record a token's last use.");
+            }
+        });
     }
     Ok(record)
 }

@@ -415,15 +415,6 @@ impl HttpClient {
         })
     }
 
-    /// The connection this client speaks for.
-    pub fn connection(&self) -> &str {
-        &self.inner.connection
-    }
-
-    pub fn config(&self) -> &HttpConfig {
-        &self.inner.config
-    }
-
     /// `GET base_url + path ? query` and decode the body as JSON, whatever
     /// its Content-Type. `path` must already be encoded (see
     /// [`encode_path`]); `query` values are encoded here.
