@@ -533,6 +533,25 @@ fn decl(id: &'static str, depends_on: &'static [&'static str]) -> Step<Cx> {
     step(id, depends_on, record)
 }
 
+#[test]
+fn a_source_whose_steps_miss_a_schema_type_is_caught() {
+    let schema = schema();
+    let steps = [decl("users", &[])];
+    let missing = sextant::source::dag::unproduced_types(&steps, &schema, "circleci");
+    assert!(
+        !missing.contains(&"circleci_user".to_owned()),
+        "{missing:?}"
+    );
+    assert!(
+        missing.contains(&"circleci_project".to_owned()),
+        "{missing:?}"
+    );
+    assert!(
+        missing.contains(&"circleci_account_has_user".to_owned()),
+        "relationship types too: {missing:?}"
+    );
+}
+
 // ----- outcomes → complete types and run status ---------------------------
 
 fn outcome(id: &str, status: StepStatus, produces: &[&str]) -> StepOutcome {

@@ -338,6 +338,19 @@ async fn run_step<'a, C: Sync>(
 }
 
 /// Every `_type` some step of the list produces.
+/// The `_type`s `source` declares in graph-schema that no step produces
+/// (a source's steps must cover its schema; checked by each source's tests).
+pub fn unproduced_types<C>(steps: &[Step<C>], schema: &Schema, source: &str) -> Vec<String> {
+    let produced = produced_types(steps);
+    schema
+        .entity_types_of(source)
+        .map(|d| &d.ty)
+        .chain(schema.relationship_types_of(source).map(|d| &d.ty))
+        .filter(|ty| !produced.contains(ty.as_str()))
+        .cloned()
+        .collect()
+}
+
 pub fn produced_types<C>(steps: &[Step<C>]) -> BTreeSet<&'static str> {
     steps
         .iter()

@@ -11,22 +11,9 @@ use super::{CircleCi, api, map};
 use crate::graph::Relationship;
 use crate::source::dag::{StepError, StepScope};
 use crate::source::fanout::{self, fan_out, finish};
-use crate::source::http::{HttpError, encode_segment};
+use crate::source::http::{HttpError, encode_path, encode_segment};
 
 type StepResult<'a> = BoxFuture<'a, Result<(), StepError>>;
-
-/// A project slug (`gh/acme/api`) as path segments, each percent-encoded.
-fn slug_path(slug: &str) -> String {
-    slug.split('/')
-        .map(encode_segment)
-        .collect::<Vec<_>>()
-        .join("/")
-}
-
-/// An id as one path segment.
-fn id_path(id: &str) -> String {
-    encode_segment(id).into_owned()
-}
 
 /// A rejected or insufficient token (401/403) stops the run.
 fn fatal(e: &HttpError) -> bool {
@@ -187,7 +174,7 @@ pub(super) fn projects<'a>(cx: &'a CircleCi, s: &'a StepScope<'a>) -> StepResult
             slugs.into_iter().collect(),
             cx.settings.concurrency,
             |(slug, org)| async move {
-                let path = format!("/api/v2/project/{}", slug_path(&slug));
+                let path = format!("/api/v2/project/{}", encode_path(&slug));
                 let project = cx.http.get_json::<api::Project>(&path, &[], &s.stats).await;
                 (format!("project {slug}"), project.map(|p| (org, p)))
             },
@@ -237,7 +224,7 @@ pub(super) fn project_env_vars<'a>(cx: &'a CircleCi, s: &'a StepScope<'a>) -> St
             .map(|(_, p)| p.clone())
             .collect();
         let results = fan_out(projects, cx.settings.concurrency, |project| async move {
-            let path = format!("/api/v2/project/{}/envvar", slug_path(&project.slug));
+            let path = format!("/api/v2/project/{}/envvar", encode_path(&project.slug));
             let vars = cx
                 .http
                 .get_all_pages::<api::ProjectEnvVar>(&path, &[], &s.stats)
@@ -271,7 +258,7 @@ pub(super) fn workflows<'a>(cx: &'a CircleCi, s: &'a StepScope<'a>) -> StepResul
     Box::pin(async move {
         let ids: Vec<String> = cx.shared().pipelines.keys().cloned().collect();
         let results = fan_out(ids, cx.settings.concurrency, |id| async move {
-            let path = format!("/api/v2/pipeline/{}/workflow", id_path(&id));
+            let path = format!("/api/v2/pipeline/{}/workflow", encode_segment(&id));
             let workflows = cx
                 .http
                 .get_all_pages::<api::Workflow>(&path, &[], &s.stats)
@@ -307,7 +294,7 @@ pub(super) fn jobs<'a>(cx: &'a CircleCi, s: &'a StepScope<'a>) -> StepResult<'a>
     Box::pin(async move {
         let workflows: Vec<api::Workflow> = cx.shared().workflows.values().cloned().collect();
         let results = fan_out(workflows, cx.settings.concurrency, |workflow| async move {
-            let path = format!("/api/v2/workflow/{}/job", id_path(&workflow.id));
+            let path = format!("/api/v2/workflow/{}/job", encode_segment(&workflow.id));
             let jobs = cx
                 .http
                 .get_all_pages::<api::Job>(&path, &[], &s.stats)
@@ -371,7 +358,7 @@ pub(super) fn users<'a>(cx: &'a CircleCi, s: &'a StepScope<'a>) -> StepResult<'a
             .map(|(id, orgs)| (id.clone(), orgs.clone()))
             .collect();
         let results = fan_out(others, cx.settings.concurrency, |(id, orgs)| async move {
-            let path = format!("/api/v2/user/{}", id_path(&id));
+            let path = format!("/api/v2/user/{}", encode_segment(&id));
             let user = cx.http.get_json::<api::Me>(&path, &[], &s.stats).await;
             (format!("user {id}"), user.map(|u| (u, orgs)))
         })
@@ -455,7 +442,7 @@ pub(super) fn context_env_vars<'a>(cx: &'a CircleCi, s: &'a StepScope<'a>) -> St
         let results = fan_out(contexts, cx.settings.concurrency, |context| async move {
             let path = format!(
                 "/api/v2/context/{}/environment-variable",
-                id_path(&context.id)
+                encode_segment(&context.id)
             );
             let vars = cx
                 .http
@@ -514,7 +501,7 @@ pub(super) fn project_context_usage<'a>(cx: &'a CircleCi, s: &'a StepScope<'a>) 
             latest,
             cx.settings.concurrency,
             |(project, org, pipeline_id)| async move {
-                let path = format!("/api/v2/pipeline/{}/config", id_path(&pipeline_id));
+                let path = format!("/api/v2/pipeline/{}/config", encode_segment(&pipeline_id));
                 let config = cx
                     .http
                     .get_json::<api::PipelineConfig>(&path, &[], &s.stats)

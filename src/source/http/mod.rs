@@ -65,8 +65,10 @@ pub struct HttpSource {
     pub base_url: String,
     /// Name of the auth header (`Circle-Token`, `Authorization`).
     pub auth_header: String,
-    /// The header's full value (`<token>`, `Bearer <token>`). Secret.
-    pub auth_value: String,
+    /// The header's full value (`<token>`, `Bearer <token>`). Secret:
+    /// private, so only the client reads it (into a sensitive header
+    /// value); `Debug` redacts it.
+    auth_value: String,
     /// What the token needs, appended to 401/403 errors.
     pub token_help: String,
     /// How list endpoints are paginated by default.
