@@ -439,7 +439,7 @@ pub fn list_connections(
         })
         .map(ConnectionSummary::from)
         .collect();
-    paginate(matching, filter.page, filter.size)
+    Ok(paginate(matching, filter.page, filter.size))
 }
 
 /// Shows a connection with its sensitive fields masked. Decrypts, so a
@@ -639,7 +639,12 @@ fn integration_view(store: &Store, row: &IntegrationRow) -> Result<IntegrationVi
         Some(key) => store.connection(key)?.map(|c| c.name),
         None => None,
     };
-    Ok(IntegrationView {
+    Ok(view_of(row, connection))
+}
+
+/// The view of a row whose connection's name is known.
+fn view_of(row: &IntegrationRow, connection: Option<String>) -> IntegrationView {
+    IntegrationView {
         name: row.name.clone(),
         connection,
         connection_key: row.connection_key.clone(),
@@ -653,7 +658,7 @@ fn integration_view(store: &Store, row: &IntegrationRow) -> Result<IntegrationVi
         created_at: row.created_at.clone(),
         updated_at: row.updated_at.clone(),
         managed_by: row.managed_by.clone(),
-    })
+    }
 }
 
 /// An integration to add, or the changes to one (`None`: unchanged).
@@ -740,14 +745,6 @@ fn get_integration(store: &Store, name: &str) -> Result<IntegrationRow, ServiceE
         .ok_or_else(|| ServiceError::UnknownIntegration(name.to_owned()))
 }
 
-pub fn list_integrations(store: &Store) -> Result<Vec<IntegrationView>, ServiceError> {
-    store
-        .integrations()?
-        .iter()
-        .map(|row| integration_view(store, row))
-        .collect()
-}
-
 /// Which integrations to list.
 #[derive(Debug, Clone)]
 pub struct IntegrationFilter {
@@ -800,10 +797,34 @@ pub fn find_integrations(
             })
         })
         .collect();
-    paginate(matching, filter.page, filter.size)?.try_map(|row| integration_view(store, &row))
+    // Connection names in one read, not one query per integration.
+    let names: std::collections::HashMap<String, String> = store
+        .connections()?
+        .into_iter()
+        .map(|c| (c.key, c.name))
+        .collect();
+    let page = paginate(matching, filter.page, filter.size);
+    Ok(Page {
+        items: page
+            .items
+            .iter()
+            .map(|row| {
+                let name = row
+                    .connection_key
+                    .as_ref()
+                    .and_then(|k| names.get(k))
+                    .cloned();
+                view_of(row, name)
+            })
+            .collect(),
+        total: page.total,
+        page: page.page,
+        size: page.size,
+    })
 }
 
-fn paginate<T>(all: Vec<T>, page: usize, size: usize) -> Result<Page<T>, ServiceError> {
+/// One page (1-based) of `all`.
+pub(crate) fn paginate<T>(all: Vec<T>, page: usize, size: usize) -> Page<T> {
     let page = page.max(1);
     let size = size.max(1);
     let total = all.len();
@@ -812,25 +833,11 @@ fn paginate<T>(all: Vec<T>, page: usize, size: usize) -> Result<Page<T>, Service
         .skip((page - 1).saturating_mul(size))
         .take(size)
         .collect();
-    Ok(Page {
+    Page {
         items,
         total,
         page,
         size,
-    })
-}
-
-impl<T> Page<T> {
-    fn try_map<U>(
-        self,
-        f: impl FnMut(T) -> Result<U, ServiceError>,
-    ) -> Result<Page<U>, ServiceError> {
-        Ok(Page {
-            items: self.items.into_iter().map(f).collect::<Result<_, _>>()?,
-            total: self.total,
-            page: self.page,
-            size: self.size,
-        })
     }
 }
 

@@ -129,12 +129,21 @@ pub fn validate(new: &NewToken) -> Result<(), TokenError> {
             ));
         }
     }
+    if new.expires.is_some_and(|e| e > MAX_EXPIRY || e.is_zero()) {
+        problems.push(format!(
+            "expires must be between 1s and {}d; leave it out for a token that does not expire",
+            MAX_EXPIRY.as_secs() / 86_400
+        ));
+    }
     if problems.is_empty() {
         Ok(())
     } else {
         Err(TokenError::Invalid(problems.join("; ")))
     }
 }
+
+/// The longest expiry a token may be given (ten years).
+pub const MAX_EXPIRY: Duration = Duration::from_secs(3650 * 86_400);
 
 /// Creates and stores a token; the result holds the token, once.
 pub fn create_token(store: &mut Store, new: NewToken) -> Result<CreatedToken, TokenError> {
@@ -285,6 +294,15 @@ mod tests {
             denied,
             Err(AuthError::Denied(Denied::MissingScope { ref scope, .. })) if scope == "graph:read"
         ));
+        let mut forever = new("bot-forever", "service", &["sync:run"]);
+        forever.expires = Some(Duration::from_secs(3_000_000 * 86_400));
+        let refused = create_token(&mut store, forever).expect_err("beyond the maximum");
+        assert!(
+            refused
+                .to_string()
+                .contains("expires must be between 1s and 3650d"),
+            "{refused}"
+        );
         let again = create_token(&mut store, new("bot-a", "service", &["sync:run"]));
         assert!(
             again

@@ -220,12 +220,24 @@ impl Store {
         integration: Option<&str>,
         limit: usize,
     ) -> Result<Vec<RunRecord>, StoreError> {
-        let sql = format!(
-            "SELECT {RUN_COLUMNS} FROM sync_runs WHERE ?1 IS NULL OR integration = ?1 ORDER BY id DESC LIMIT ?2"
-        );
-        let mut stmt = self.conn.prepare_cached(&sql)?;
+        // Two statements: `?1 IS NULL OR integration = ?1` would keep
+        // SQLite from using sync_runs_by_integration (a full scan).
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        let mut rows = stmt.query(params![integration, limit])?;
+        let mut stmt;
+        let mut rows = match integration {
+            None => {
+                stmt = self.conn.prepare_cached(&format!(
+                    "SELECT {RUN_COLUMNS} FROM sync_runs ORDER BY id DESC LIMIT ?1"
+                ))?;
+                stmt.query(params![limit])?
+            }
+            Some(name) => {
+                stmt = self.conn.prepare_cached(&format!(
+                    "SELECT {RUN_COLUMNS} FROM sync_runs WHERE integration = ?1 ORDER BY id DESC LIMIT ?2"
+                ))?;
+                stmt.query(params![name, limit])?
+            }
+        };
         let mut out = Vec::new();
         while let Some(row) = rows.next()? {
             out.push(run_record(row)?);

@@ -11,7 +11,7 @@ use serde_json::{Map, Value, json};
 
 use super::{ApiError, AppState, Body, Params, auth, ok, value};
 use crate::connection::service::{
-    self, ConnectionSummary, ConnectionUpdate, HttpOverrides, ListFilter, NewConnection, Page,
+    self, ConnectionSummary, ConnectionUpdate, HttpOverrides, ListFilter, NewConnection,
     ServiceError, TestStatus,
 };
 use crate::connection::{connection_type, connection_types};
@@ -449,21 +449,7 @@ pub async fn types(
             })
         })
         .collect();
-    let total = matching.len();
-    let items = matching
-        .into_iter()
-        .skip((page - 1).saturating_mul(size))
-        .take(size)
-        .collect();
-    Ok(ok(
-        StatusCode::OK,
-        Page::<Value> {
-            items,
-            total,
-            page,
-            size,
-        },
-    ))
+    Ok(ok(StatusCode::OK, service::paginate(matching, page, size)))
 }
 
 pub async fn type_secret(
