@@ -42,7 +42,16 @@ impl Interval {
         if let Some(expr) = text.strip_prefix("cron:") {
             let fields = expr.split_whitespace().count();
             return if (5..=7).contains(&fields) {
-                Ok(Interval::Cron(expr.trim().to_owned()))
+                let expr = expr.trim();
+                // Parsed as the scheduler will parse it, so a bad field is
+                // refused here rather than logged at every daemon start.
+                tokio_cron_scheduler::Job::new(cron_with_seconds(expr), |_, _| {})
+                    .map(|_| Interval::Cron(expr.to_owned()))
+                    .map_err(|_| {
+                        format!(
+                            "{text:?} is not a valid cron expression; fields are minute hour day-of-month month day-of-week, e.g. cron:0 */4 * * *"
+                        )
+                    })
             } else {
                 Err(format!(
                     "{text:?} is not a cron expression; write cron: followed by 5 to 7 fields, e.g. cron:0 */4 * * *"
@@ -79,6 +88,16 @@ pub fn format_duration(d: Duration) -> String {
         format!("{}m", s / 60)
     } else {
         format!("{s}s")
+    }
+}
+
+/// Cron expressions in the config have five fields (minute first); the
+/// scheduler wants seconds first, so five fields run at second 0.
+pub fn cron_with_seconds(expr: &str) -> String {
+    if expr.split_whitespace().count() == 5 {
+        format!("0 {expr}")
+    } else {
+        expr.to_owned()
     }
 }
 

@@ -35,18 +35,8 @@ impl Schedule {
         Ok(match Interval::parse(text)? {
             Interval::Disabled => None,
             Interval::Every(d) => Some(Schedule::Every(d)),
-            Interval::Cron(expr) => Some(Schedule::Cron(cron_with_seconds(&expr))),
+            Interval::Cron(expr) => Some(Schedule::Cron(crate::config::cron_with_seconds(&expr))),
         })
-    }
-}
-
-/// Cron expressions in the config have five fields (minute first);
-/// tokio-cron-scheduler wants seconds first, so five fields run at second 0.
-pub fn cron_with_seconds(expr: &str) -> String {
-    if expr.split_whitespace().count() == 5 {
-        format!("0 {expr}")
-    } else {
-        expr.to_owned()
     }
 }
 
@@ -238,8 +228,14 @@ mod tests {
 
     #[test]
     fn five_field_cron_runs_at_second_zero() {
-        assert_eq!(cron_with_seconds("0 */4 * * *"), "0 0 */4 * * *");
-        assert_eq!(cron_with_seconds("*/2 * * * * *"), "*/2 * * * * *");
+        assert_eq!(
+            crate::config::cron_with_seconds("0 */4 * * *"),
+            "0 0 */4 * * *"
+        );
+        assert_eq!(
+            crate::config::cron_with_seconds("*/2 * * * * *"),
+            "*/2 * * * * *"
+        );
         assert_eq!(Schedule::from_interval("DISABLED").expect("valid"), None);
         assert_eq!(
             Schedule::from_interval("1h").expect("valid"),
