@@ -891,3 +891,25 @@ async fn one_event_per_batch_delivers_the_same_alerts() {
     assert_eq!(again.delivered(), 0);
     assert_eq!(receiver.attempts().len(), EXPECTED.len());
 }
+
+#[test]
+fn a_run_still_going_during_a_pass_is_reported_when_it_fails() {
+    let mut store = Store::open_in_memory().expect("store");
+    let slow = store.begin_run("slow").expect("begin");
+    let quick = store.begin_run("quick").expect("begin");
+    store
+        .finish_run(quick, RunStatus::Failed, &[], Some("boom"))
+        .expect("finish");
+    assert_eq!(store.record_system_events().expect("pass"), 1);
+    // The pass went past `quick` but not past `slow`, which was running.
+    store
+        .finish_run(slow, RunStatus::Failed, &[], Some("late boom"))
+        .expect("finish");
+    assert_eq!(store.record_system_events().expect("pass"), 1);
+    assert_eq!(store.record_system_events().expect("pass"), 0, "each once");
+    let later = store.begin_run("later").expect("begin");
+    store
+        .finish_run(later, RunStatus::Failed, &[], None)
+        .expect("finish");
+    assert_eq!(store.record_system_events().expect("pass"), 1);
+}

@@ -377,6 +377,16 @@ impl Store {
             upsert.execute(params![key, succeeded, at])?;
         }
         drop(upsert);
+        // Every run up to the oldest still running has now been looked at:
+        // the next pass starts after them instead of rescanning all history.
+        tx.prepare_cached(
+            "UPDATE alert_state SET value = MAX(value, COALESCE(
+                 (SELECT MIN(id) - 1 FROM sync_runs WHERE status = ?1),
+                 (SELECT MAX(id) FROM sync_runs),
+                 value))
+             WHERE name = 'sync_runs_from'",
+        )?
+        .execute([RunStatus::Running.as_str()])?;
         tx.commit().map_err(|e| busy(&self.path, e))?;
         Ok(found.len())
     }
