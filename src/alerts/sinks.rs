@@ -15,7 +15,7 @@ use std::time::Duration;
 use backon::{BackoffBuilder, ExponentialBuilder};
 use hmac::{Hmac, KeyInit, Mac};
 use reqwest::StatusCode;
-use reqwest::header::{CONTENT_TYPE, HeaderValue, RETRY_AFTER};
+use reqwest::header::{CONTENT_TYPE, HeaderValue};
 use serde::Serialize;
 use serde_json::Value;
 use sha2::Sha256;
@@ -410,12 +410,9 @@ impl Webhook {
         if status.is_success() {
             return Ok(());
         }
-        let retry_after = response
-            .headers()
-            .get(RETRY_AFTER)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<u64>().ok())
-            .map(Duration::from_secs);
+        // Seconds or an HTTP date, as for sources.
+        let retry_after =
+            crate::source::http::retry_after(response.headers(), std::time::SystemTime::now());
         let why = format!("answered {status}");
         if status.is_server_error()
             || status == StatusCode::TOO_MANY_REQUESTS
