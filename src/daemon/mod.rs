@@ -142,12 +142,12 @@ impl Shared {
         name: &str,
         cause: &'static str,
     ) -> Result<i64, TriggerError> {
+        // Counted before the check, so a shutdown that starts in between
+        // either is seen here or waits for this run.
+        let counted = Counted::new(Arc::clone(self));
         if self.is_stopping() {
             return Err(TriggerError::ShuttingDown);
         }
-        // Counted from here, so a shutdown that starts while this run takes
-        // its lease still waits for it.
-        let counted = Counted::new(Arc::clone(self));
         let this = Arc::clone(self);
         let owned = name.to_owned();
         let (store, started) = tokio::task::spawn_blocking(move || {
