@@ -320,8 +320,8 @@ impl Default for ListFilter {
     }
 }
 
-/// A connection to add.
-#[derive(Debug, Clone)]
+/// A connection to add. `Debug` leaves the secrets document out.
+#[derive(Clone)]
 pub struct NewConnection {
     pub name: String,
     pub key: Option<String>,
@@ -506,13 +506,36 @@ pub async fn test_connection(
     })
 }
 
-/// Changes to a connection; `None` leaves a field as it is.
-#[derive(Debug, Clone, Default)]
+/// Changes to a connection; `None` leaves a field as it is. `Debug` leaves
+/// the secrets document out.
+#[derive(Clone, Default)]
 pub struct ConnectionUpdate {
     pub secrets_json: Option<String>,
     pub disabled: Option<bool>,
     pub description: Option<String>,
     pub http: HttpOverrides,
+}
+
+impl std::fmt::Debug for NewConnection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NewConnection")
+            .field("name", &self.name)
+            .field("key", &self.key)
+            .field("ty", &self.ty)
+            .field("secrets_json", &MASK)
+            .finish_non_exhaustive()
+    }
+}
+
+impl std::fmt::Debug for ConnectionUpdate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConnectionUpdate")
+            .field("secrets_json", &self.secrets_json.as_ref().map(|_| MASK))
+            .field("disabled", &self.disabled)
+            .field("description", &self.description)
+            .field("http", &self.http)
+            .finish()
+    }
 }
 
 impl ConnectionUpdate {
@@ -966,6 +989,27 @@ mod tests {
         match parse_secrets(circleci(), text) {
             Err(e) => e.to_string(),
             Ok(_) => String::new(),
+        }
+    }
+
+    #[test]
+    fn requests_carrying_secrets_do_not_debug_them() {
+        let secrets = r#"{"api_token": "debug-leak-0123456789"}"#.to_owned();
+        let new = NewConnection {
+            name: "ci".into(),
+            key: None,
+            ty: "circleci".into(),
+            description: None,
+            secrets_json: secrets.clone(),
+            http: HttpOverrides::default(),
+        };
+        let update = ConnectionUpdate {
+            secrets_json: Some(secrets),
+            ..ConnectionUpdate::default()
+        };
+        for shown in [format!("{new:?}"), format!("{update:?}")] {
+            assert!(!shown.contains("debug-leak"), "{shown}");
+            assert!(shown.contains(MASK), "{shown}");
         }
     }
 

@@ -98,7 +98,7 @@ pub async fn show(
 /// One item of `PATCH /connection`: created when neither its key nor its
 /// name exists (then `name`, `connection_type` and `secrets` are needed),
 /// updated otherwise.
-#[derive(Debug, Deserialize)]
+#[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ConnectionPatch {
     key: Option<String>,
@@ -111,6 +111,18 @@ pub struct ConnectionPatch {
     requests_per_second: Option<u32>,
     /// Per-request timeout such as `30s` (`0s`: the source's default).
     timeout: Option<String>,
+}
+
+/// Without the secrets: an item may be logged.
+impl std::fmt::Debug for ConnectionPatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConnectionPatch")
+            .field("key", &self.key)
+            .field("name", &self.name)
+            .field("connection_type", &self.connection_type)
+            .field("secrets", &self.secrets.as_ref().map(|_| service::MASK))
+            .finish_non_exhaustive()
+    }
 }
 
 impl ConnectionPatch {
