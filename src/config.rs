@@ -113,11 +113,12 @@ pub fn http_config(requests_per_second: Option<u32>, timeout: Option<Duration>) 
     config
 }
 
-/// `90s`, `30m`, `1h`, `1d`.
+/// `500ms`, `90s`, `30m`, `1h`, `1d`.
 pub fn parse_duration(text: &str) -> Option<Duration> {
     let (digits, unit) = text.split_at(text.find(|c: char| !c.is_ascii_digit())?);
     let n: u64 = digits.parse().ok()?;
     let secs = match unit {
+        "ms" => return Some(Duration::from_millis(n)),
         "s" => n,
         "m" => n.checked_mul(60)?,
         "h" => n.checked_mul(3600)?,

@@ -381,7 +381,7 @@ async fn per_connection_rate_and_timeout_are_stored_and_applied() {
     assert_eq!(bad.code, 2, "{}", bad.all_output());
     assert!(
         bad.stderr
-            .contains("\"soon\" is not a duration; try 30s or 2m"),
+            .contains("\"soon\" is not a duration; try 500ms, 30s or 2m"),
         "{}",
         bad.stderr
     );

@@ -334,19 +334,11 @@ fn unknown_fields(at: &mut At<'_>, map: &Map<String, Value>, known: &[&str]) {
     }
 }
 
-/// Durations with `ms` as well as `s`, `m`, `h`, `d`.
-pub fn parse_duration_ms(text: &str) -> Option<Duration> {
-    match text.strip_suffix("ms") {
-        Some(ms) => ms.parse().ok().map(Duration::from_millis),
-        None => crate::config::parse_duration(text),
-    }
-}
-
 fn duration(at: &mut At<'_>, map: &Map<String, Value>, field: &str, default: Duration) -> Duration {
     let Some(text) = string(at, map, field) else {
         return default;
     };
-    match parse_duration_ms(text).filter(|d| !d.is_zero()) {
+    match crate::config::parse_duration(text).filter(|d| !d.is_zero()) {
         Some(d) => d,
         None => {
             at.push(

@@ -62,7 +62,7 @@ pub struct HttpArgs {
     #[arg(long, value_name = "N")]
     pub requests_per_second: Option<u32>,
     /// Per-request timeout, e.g. 30s or 2m (0s goes back to the default).
-    #[arg(long, value_name = "DURATION", value_parser = parse_timeout)]
+    #[arg(long, value_name = "DURATION", value_parser = super::duration_arg)]
     pub timeout: Option<std::time::Duration>,
 }
 
@@ -73,11 +73,6 @@ impl HttpArgs {
             timeout: self.timeout,
         }
     }
-}
-
-fn parse_timeout(text: &str) -> Result<std::time::Duration, String> {
-    crate::config::parse_duration(text)
-        .ok_or_else(|| format!("{text:?} is not a duration; try 30s or 2m"))
 }
 
 /// Says so when a CLI change touches what the config file declares.

@@ -10,11 +10,6 @@ use clap::Args;
 use super::Context;
 use crate::daemon::{self, DaemonOptions};
 
-fn duration(text: &str) -> Result<Duration, String> {
-    crate::config::parse_duration(text)
-        .ok_or_else(|| format!("{text:?} is not a duration; write e.g. 0s, 30s, 5m"))
-}
-
 #[derive(Debug, Args)]
 pub struct DaemonArgs {
     /// Address the HTTP API listens on (port 0 picks a free port).
@@ -22,15 +17,15 @@ pub struct DaemonArgs {
     pub listen: SocketAddr,
     /// How long running syncs may take to finish after SIGTERM or SIGINT
     /// before they are aborted (rolled back, recorded as aborted).
-    #[arg(long, default_value = "30s", value_parser = duration, value_name = "DURATION")]
+    #[arg(long, default_value = "30s", value_parser = super::duration_arg, value_name = "DURATION")]
     pub grace: Duration,
     /// At most this much random delay before each scheduled run, so that
     /// integrations on the same schedule do not all start at once.
-    #[arg(long, default_value = "30s", value_parser = duration, value_name = "DURATION")]
+    #[arg(long, default_value = "30s", value_parser = super::duration_arg, value_name = "DURATION")]
     pub jitter: Duration,
     /// How often the stored integrations are re-read for schedule changes
     /// made outside the API (changes through the API apply at once).
-    #[arg(long, default_value = "30s", value_parser = duration, value_name = "DURATION")]
+    #[arg(long, default_value = "30s", value_parser = super::duration_arg, value_name = "DURATION")]
     pub reload_every: Duration,
 }
 

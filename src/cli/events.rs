@@ -21,20 +21,9 @@ pub enum EventsCommand {
         #[arg(long)]
         follow: bool,
         /// How often --follow looks for new events.
-        #[arg(long, default_value = "1s", value_parser = parse_poll)]
+        #[arg(long, default_value = "1s", value_parser = super::duration_arg)]
         poll: Duration,
     },
-}
-
-fn parse_poll(text: &str) -> Result<Duration, String> {
-    if let Some(ms) = text.strip_suffix("ms") {
-        return ms
-            .parse()
-            .map(Duration::from_millis)
-            .map_err(|e| e.to_string());
-    }
-    crate::config::parse_duration(text)
-        .ok_or_else(|| format!("{text:?} is not a duration; try 500ms or 2s"))
 }
 
 const BATCH: usize = 10_000;

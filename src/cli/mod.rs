@@ -86,6 +86,12 @@ pub enum Command {
     Token(token::TokenCommand),
 }
 
+/// A duration flag: `500ms`, `30s`, `2m`, `1h`, `1d`.
+pub(crate) fn duration_arg(text: &str) -> Result<std::time::Duration, String> {
+    crate::config::parse_duration(text)
+        .ok_or_else(|| format!("{text:?} is not a duration; try 500ms, 30s or 2m"))
+}
+
 /// Paging and output of a list command.
 #[derive(Debug, clap::Args)]
 pub struct PageArgs {
