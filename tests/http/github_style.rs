@@ -179,8 +179,8 @@ async fn a_link_loop_is_stopped() {
     );
     assert_eq!(
         seen.all().len(),
-        2,
-        "the self-link is followed once, then refused"
+        1,
+        "a link back to the first page is refused without fetching it again"
     );
 }
 

@@ -262,6 +262,12 @@ impl<'a, T: DeserializeOwned> Pages<'a, T> {
         first: Url,
         stats: &'a RequestStats,
     ) -> Self {
+        // A `Link` back to the first page is a loop too (token cursors
+        // never name the first page).
+        let mut seen = HashSet::new();
+        if matches!(pagination, Pagination::LinkHeader) {
+            seen.insert(first.as_str().to_owned());
+        }
         Self {
             client,
             stats,
@@ -269,7 +275,7 @@ impl<'a, T: DeserializeOwned> Pages<'a, T> {
             endpoint: endpoint(&first),
             next: Some(first),
             fetched: 0,
-            seen: HashSet::new(),
+            seen,
             _items: PhantomData,
         }
     }
