@@ -178,6 +178,18 @@ pub struct IntegrationConfig {
     pub settings: serde_json::Value,
 }
 
+impl IntegrationConfig {
+    /// The `tag.AccountName` every entity gets when the integration asks
+    /// for it: its account name, else its name.
+    pub fn account_name_tag(&self) -> Option<String> {
+        self.tag_account_name.then(|| {
+            self.account_name
+                .clone()
+                .unwrap_or_else(|| self.name.clone())
+        })
+    }
+}
+
 #[derive(Debug, Clone, Default)]
 pub struct Config {
     pub connections: Vec<ConnectionConfig>,

@@ -140,12 +140,7 @@ impl CircleCi {
             connection: connection.name.clone(),
             message,
         })?;
-        let tag = integration.tag_account_name.then(|| {
-            integration
-                .account_name
-                .clone()
-                .unwrap_or_else(|| integration.name.clone())
-        });
+        let tag = integration.account_name_tag();
         Ok(CircleCi {
             http,
             settings,

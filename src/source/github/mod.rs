@@ -140,12 +140,7 @@ impl GitHub {
             connection: connection.name.clone(),
             message,
         })?;
-        let account_name_tag = integration.tag_account_name.then(|| {
-            integration
-                .account_name
-                .clone()
-                .unwrap_or_else(|| integration.name.clone())
-        });
+        let account_name_tag = integration.account_name_tag();
         Ok(GitHub {
             http,
             settings,
