@@ -3,9 +3,6 @@
 //! bulk insert of the same rows. Each size runs in a child process (this
 //! binary re-executed) so its peak RSS is its own.
 //!
-//! A second baseline, "bare+ev", also copies the store's event bodies into a
-//! plain table: the bytes a first ingest cannot avoid writing.
-//!
 //! `cargo bench --bench ingest [-- 10k,100k]` or `SEXTANT_BENCH_SIZES=10k,1M`;
 //! the default is 10k,100k,1M entities (about one relationship each).
 //! `SEXTANT_BENCH_KEEP=1` keeps the databases for inspection.
@@ -23,6 +20,10 @@ const CHILD_ENV: &str = "SEXTANT_BENCH_CHILD";
 const TYPES: [&str; 4] = ["bench_node", "bench_task", "bench_group", "bench_item"];
 const INTEGRATION: &str = "bench";
 
+/// The binary's allocator (src/main.rs), so memory figures are its own.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() {
     if let Ok(size) = std::env::var(CHILD_ENV) {
         let n = parse_size(&size).unwrap_or_else(|| fail(&format!("bad size {size:?}")));
@@ -36,15 +37,13 @@ fn main() {
         .unwrap_or_else(|| "10k,100k,1M".to_owned());
     let exe = std::env::current_exe().unwrap_or_else(|e| fail(&format!("current_exe: {e}")));
     println!(
-        "{:>9} {:>8} {:>9} {:>8} {:>8} {:>8} {:>8} {:>9} {:>8} {:>9} {:>9}",
+        "{:>9} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>9} {:>9}",
         "entities",
         "bare s",
-        "bare+ev s",
         "first s",
         "no-op s",
         "1%chg s",
         "1st/bare",
-        "1st/b+ev",
         "1st/noop",
         "peak MiB",
         "graph MiB"
@@ -67,15 +66,14 @@ fn main() {
             .split_whitespace()
             .filter_map(|v| v.parse().ok())
             .collect();
-        if f.len() < 8 {
+        if f.len() < 7 {
             fail(&format!("size {size}: short result {line:?}"));
         }
-        let (n, bare, floor, first, noop, changed, peak, graph) =
-            (f[0], f[1], f[2], f[3], f[4], f[5], f[6], f[7]);
+        let (n, bare, first, noop, changed, peak, graph) =
+            (f[0], f[1], f[2], f[3], f[4], f[5], f[6]);
         println!(
-            "{n:>9} {bare:>8.2} {floor:>9.2} {first:>8.2} {noop:>8.3} {changed:>8.2} {:>8.2} {:>8.2} {:>9.1} {peak:>9.0} {graph:>9.0}",
+            "{n:>9} {bare:>8.2} {first:>8.2} {noop:>8.3} {changed:>8.2} {:>8.2} {:>8.1} {peak:>9.0} {graph:>9.0}",
             first / bare,
-            first / floor,
             first / noop
         );
         for detail in stdout.lines().filter(|l| l.starts_with("  ")) {
@@ -217,19 +215,14 @@ fn ingest(store: &mut Store, collected: &Collected, complete: &BTreeSet<String>)
 
 /// The physical baseline: the same rows into plain tables, one
 /// transaction, one prepared statement per table, the store's pragmas.
-fn bare_insert(path: &Path, collected: &Collected, events_from: Option<&Path>) -> Duration {
+fn bare_insert(path: &Path, collected: &Collected) -> Duration {
     let conn = rusqlite::Connection::open(path).unwrap_or_else(|e| fail(&e.to_string()));
     let setup = "PRAGMA page_size = 8192; PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;
         PRAGMA cache_size = -65536;
         CREATE TABLE entities (key TEXT, type TEXT, class TEXT, props TEXT, hash INTEGER);
-        CREATE TABLE relationships (key TEXT, type TEXT, class TEXT, from_key TEXT, to_key TEXT, props TEXT, hash INTEGER);
-        CREATE TABLE events (seq INTEGER PRIMARY KEY, body TEXT);";
+        CREATE TABLE relationships (key TEXT, type TEXT, class TEXT, from_key TEXT, to_key TEXT, props TEXT, hash INTEGER);";
     conn.execute_batch(setup)
         .unwrap_or_else(|e| fail(&e.to_string()));
-    if let Some(store) = events_from {
-        conn.execute("ATTACH ?1 AS store", [store.display().to_string()])
-            .unwrap_or_else(|e| fail(&e.to_string()));
-    }
     let start = Instant::now();
     let run = || -> rusqlite::Result<()> {
         conn.execute_batch("BEGIN")?;
@@ -255,11 +248,6 @@ fn bare_insert(path: &Path, collected: &Collected, events_from: Option<&Path>) -
                 &*r.props,
                 r.hash as i64
             ])?;
-        }
-        if events_from.is_some() {
-            conn.execute_batch(
-                "INSERT INTO main.events SELECT seq, body FROM store.events WHERE sync_id = 1 ORDER BY seq",
-            )?;
         }
         conn.execute_batch("COMMIT")
     };
@@ -312,10 +300,19 @@ fn child(n: usize) {
     }
     let first = ingest(&mut store, &collected, &complete);
     println!("  store file after first ingest {:.0} MiB", file_mib(&path));
+    // Profiling aid: stop after the first ingest.
+    if std::env::var_os("SEXTANT_BENCH_FIRST_ONLY").is_some() {
+        return;
+    }
     flush(&path);
     let noop = ingest(&mut store, &collected, &complete);
     drop(collected);
     let changed_graph = generate(n, true);
+    println!(
+        "  changed graph generated; RSS {:.0} MiB (peak so far {:.0} MiB)",
+        rss_mib("VmRSS:"),
+        rss_mib("VmHWM:")
+    );
     let changed = ingest(&mut store, &changed_graph, &complete);
     // Peak RSS of the store phases, before the baselines run.
     let peak = rss_mib("VmHWM:");
@@ -330,28 +327,16 @@ fn child(n: usize) {
 
     let collected = generate(n, false);
     let bare_path = dir.path().join("bare.db");
-    let bare = bare_insert(&bare_path, &collected, None);
+    let bare = bare_insert(&bare_path, &collected);
     println!(
         "  bare insert {:.3}s, file {:.0} MiB",
         bare.as_secs_f64(),
         file_mib(&bare_path)
     );
-    flush(&bare_path);
-    // The floor for what a first ingest must write: the same rows plus the
-    // first ingest's event bodies (copied from the store's outbox), no
-    // indexes.
-    let floor_path = dir.path().join("floor.db");
-    let floor = bare_insert(&floor_path, &collected, Some(&path));
-    println!(
-        "  bare rows + events {:.3}s, file {:.0} MiB",
-        floor.as_secs_f64(),
-        file_mib(&floor_path)
-    );
 
     println!(
-        "RESULT {n} {} {} {} {} {} {peak} {graph_mib}",
+        "RESULT {n} {} {} {} {} {peak} {graph_mib}",
         bare.as_secs_f64(),
-        floor.as_secs_f64(),
         first.as_secs_f64(),
         noop.as_secs_f64(),
         changed.as_secs_f64(),

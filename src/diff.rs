@@ -49,6 +49,11 @@ pub struct StoredIndex {
 #[derive(Debug, Clone)]
 pub struct ObjectPlan<T> {
     pub created: Vec<T>,
+    /// Where the runs of `created` begin: the indexes of the creates with a
+    /// stored object between them and the previous create in key order (and
+    /// 0). The creates of one run are adjacent rows once written, which lets
+    /// the store record their events as one batch.
+    pub created_runs: Vec<usize>,
     pub updated: Vec<T>,
     pub deleted: Vec<String>,
     /// Collected with the same content hash as stored.
@@ -64,6 +69,7 @@ impl<T> Default for ObjectPlan<T> {
     fn default() -> Self {
         ObjectPlan {
             created: Vec::new(),
+            created_runs: Vec::new(),
             updated: Vec::new(),
             deleted: Vec::new(),
             unchanged: 0,
@@ -76,6 +82,30 @@ impl<T> Default for ObjectPlan<T> {
 impl<T> ObjectPlan<T> {
     fn is_empty(&self) -> bool {
         self.created.is_empty() && self.updated.is_empty() && self.deleted.is_empty()
+    }
+
+    /// Records a create; `after_stored`: a stored object came between it
+    /// and the previous create.
+    fn create(&mut self, object: T, after_stored: bool) {
+        if after_stored || self.created.is_empty() {
+            self.created_runs.push(self.created.len());
+        }
+        self.created.push(object);
+    }
+
+    /// `created` cut into its runs (see `created_runs`), none longer than
+    /// `max`.
+    pub fn created_batches(&self, max: usize) -> Vec<&[T]> {
+        let max = max.max(1);
+        let mut ends = self.created_runs.iter().skip(1).copied();
+        let mut out = Vec::new();
+        let mut start = 0;
+        while start < self.created.len() {
+            let end = ends.next().unwrap_or(self.created.len());
+            out.extend(self.created[start..end].chunks(max));
+            start = end;
+        }
+        out
     }
 }
 
@@ -183,11 +213,17 @@ pub fn plan_sorted<'a, X: From<OutOfOrder>>(
 ) -> Result<Plan<'a>, X> {
     let mut out = Plan::default();
     let e = &mut out.entities;
+    let mut after_stored = false;
     merge(
         collected.entities().map(|c| (&*c.key, c)),
         stored_entities,
         |side| match side {
+            Side::Collected(entity) => {
+                e.create(entity, after_stored);
+                after_stored = false;
+            }
             Side::Both(entity, meta) => {
+                after_stored = true;
                 if meta.hash != entity.hash || *meta.ty != *entity.ty {
                     e.updated.push(entity);
                 } else {
@@ -197,8 +233,8 @@ pub fn plan_sorted<'a, X: From<OutOfOrder>>(
                     }
                 }
             }
-            Side::Collected(entity) => e.created.push(entity),
             Side::Stored(key, meta) => {
+                after_stored = true;
                 if complete.contains(&*meta.ty) {
                     e.deleted.push(key.to_owned());
                 } else {
@@ -210,11 +246,17 @@ pub fn plan_sorted<'a, X: From<OutOfOrder>>(
 
     let r = &mut out.relationships;
     let endpoint_complete = |ty: &str| ty.is_empty() || complete.contains(ty);
+    let mut after_stored = false;
     merge(
         collected.relationships().map(|c| (&*c.key, c)),
         stored_relationships,
         |side| match side {
+            Side::Collected(rel) => {
+                r.create(rel, after_stored);
+                after_stored = false;
+            }
             Side::Both(rel, meta) => {
+                after_stored = true;
                 if meta.hash != rel.hash || *meta.ty != *rel.ty {
                     r.updated.push(rel);
                 } else {
@@ -224,8 +266,8 @@ pub fn plan_sorted<'a, X: From<OutOfOrder>>(
                     }
                 }
             }
-            Side::Collected(rel) => r.created.push(rel),
             Side::Stored(key, meta) => {
+                after_stored = true;
                 if complete.contains(&*meta.ty)
                     && endpoint_complete(&meta.from_ty)
                     && endpoint_complete(&meta.to_ty)
@@ -345,6 +387,51 @@ mod tests {
                 r#"_class: "User" -> "Person""#,
                 "a: 1 -> 2",
                 "d: null -> true"
+            ]
+        );
+    }
+
+    #[test]
+    fn creates_are_cut_into_runs_between_stored_keys_and_at_the_batch_size() {
+        use crate::graph::Entity;
+        let mut collected = Collected::new();
+        for n in [1, 2, 3, 5, 6, 7, 8, 9] {
+            let key = format!("key-{n:04}");
+            collected
+                .insert_entity(Entity::new(key, "t", "C"))
+                .expect("insert");
+        }
+        let stored = [4, 10].map(|n| {
+            let meta = StoredEntityMeta {
+                ty: Arc::from("t"),
+                hash: 0,
+            };
+            Ok::<_, OutOfOrder>((format!("key-{n:04}"), meta))
+        });
+        let plan = plan_sorted(stored, Vec::new(), &collected, &BTreeSet::new()).expect("plan");
+        assert_eq!(plan.entities.created_runs, [0, 3]);
+        let keys = |max: usize| -> Vec<Vec<String>> {
+            plan.entities
+                .created_batches(max)
+                .iter()
+                .map(|b| b.iter().map(|e| e.key[4..].to_owned()).collect())
+                .collect()
+        };
+        assert_eq!(
+            keys(10),
+            [
+                vec!["0001", "0002", "0003"],
+                vec!["0005", "0006", "0007", "0008", "0009"]
+            ]
+        );
+        assert_eq!(
+            keys(2),
+            [
+                vec!["0001", "0002"],
+                vec!["0003"],
+                vec!["0005", "0006"],
+                vec!["0007", "0008"],
+                vec!["0009"]
             ]
         );
     }

@@ -4,6 +4,11 @@
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
+/// See Cargo.toml: lower peak memory than the system allocator for the
+/// many small objects of a large graph. The ingest bench uses it too.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() {
     let cli = sextant::cli::Cli::parse();
     let level = match cli.verbose {

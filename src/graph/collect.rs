@@ -30,8 +30,20 @@ pub struct CollectedRelationship {
     /// The endpoint entity's own key when it was collected (one allocation).
     pub from_key: Arc<str>,
     pub to_key: Arc<str>,
+    /// The endpoint entities' `_type`s as the relationship was added, so
+    /// writing it never looks its endpoints up again.
+    pub endpoint_types: Arc<EndpointTypes>,
     pub props: Box<str>,
     pub hash: u64,
+}
+
+/// The `_type`s of a relationship's endpoints when it was collected (None:
+/// not in the graph then; validation makes sure they are). Shared: a run has
+/// a handful of pairs, and a million relationships hold a pointer each.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct EndpointTypes {
+    pub from: Option<Arc<str>>,
+    pub to: Option<Arc<str>>,
 }
 
 /// Two objects with the same key in one run: the first is kept, both are reported.
@@ -138,6 +150,7 @@ pub struct Collected {
     entities: BTreeSet<ByKey<CollectedEntity>>,
     relationships: BTreeSet<ByKey<CollectedRelationship>>,
     names: BTreeMap<String, Arc<str>>,
+    endpoint_types: BTreeSet<Arc<EndpointTypes>>,
 }
 
 impl Collected {
@@ -154,12 +167,22 @@ impl Collected {
         interned
     }
 
-    /// The collected entity's key if there is one, else a new allocation.
-    fn endpoint(&self, key: &str) -> Arc<str> {
+    /// The collected entity's key and type if there is one, else a new
+    /// allocation of the key.
+    fn endpoint(&self, key: &str) -> (Arc<str>, Option<Arc<str>>) {
         match self.entities.get(key) {
-            Some(entity) => entity.0.key.clone(),
-            None => Arc::from(key),
+            Some(entity) => (entity.0.key.clone(), Some(entity.0.ty.clone())),
+            None => (Arc::from(key), None),
         }
+    }
+
+    fn intern_endpoint_types(&mut self, types: EndpointTypes) -> Arc<EndpointTypes> {
+        if let Some(interned) = self.endpoint_types.get(&types) {
+            return interned.clone();
+        }
+        let interned = Arc::new(types);
+        self.endpoint_types.insert(interned.clone());
+        interned
     }
 
     /// Adds an already-validated entity. A key seen before keeps the first
@@ -209,14 +232,16 @@ impl Collected {
         }
         let props = canonical(&rel.properties);
         let hash = content_hash(&[&rel.ty, &rel.class, &rel.from_key, &rel.to_key, &props]);
-        let from_key = self.endpoint(&rel.from_key);
-        let to_key = self.endpoint(&rel.to_key);
+        let (from_key, from) = self.endpoint(&rel.from_key);
+        let (to_key, to) = self.endpoint(&rel.to_key);
+        let endpoint_types = self.intern_endpoint_types(EndpointTypes { from, to });
         self.relationships.insert(ByKey(CollectedRelationship {
             key: rel.key.into_boxed_str(),
             ty,
             class,
             from_key,
             to_key,
+            endpoint_types,
             props,
             hash,
         }));

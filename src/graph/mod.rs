@@ -5,7 +5,7 @@ mod collect;
 pub mod schema;
 mod validate;
 
-pub use collect::{Collected, CollectedEntity, CollectedRelationship, Duplicate};
+pub use collect::{Collected, CollectedEntity, CollectedRelationship, Duplicate, EndpointTypes};
 pub use schema::{Schema, SchemaError};
 pub use validate::{Problem, describe};
 

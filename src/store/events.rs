@@ -172,13 +172,162 @@ pub(super) fn updated_body(
 /// The highest event sequence number (0 when there is none).
 pub(super) fn max_seq(conn: &Connection) -> Result<u64, StoreError> {
     let seq: Option<i64> = conn
-        .prepare_cached("SELECT MAX(seq) FROM events")?
+        .prepare_cached(
+            "SELECT MAX(m) FROM (SELECT MAX(seq) AS m FROM events
+                                 UNION ALL SELECT MAX(last_seq) FROM event_batches)",
+        )?
         .query_row([], |row| row.get(0))?;
     Ok(seq.unwrap_or(0).max(0) as u64)
 }
 
+/// A row of `event_batches` (migration 8): the create events
+/// `first_seq ..= last_seq` of one commit, one kind of object, and adjacent
+/// rows from `first_key` to `last_key`.
+pub(super) struct Batch {
+    pub first_seq: i64,
+    pub last_seq: i64,
+    pub integration: String,
+    pub sync_id: i64,
+    pub object: ObjectKind,
+    pub time: String,
+    pub first_key: String,
+    pub last_key: String,
+}
+
+const BATCH_COLUMNS: &str =
+    "first_seq, last_seq, integration, sync_id, object, time, first_key, last_key";
+
+fn batch_row(row: &rusqlite::Row<'_>) -> Result<Batch, StoreError> {
+    let first_seq: i64 = row.get(0)?;
+    let object = match text(row, 4)? {
+        "entity" => ObjectKind::Entity,
+        "relationship" => ObjectKind::Relationship,
+        other => {
+            return Err(StoreError::Corrupt {
+                what: format!("change events from {first_seq}"),
+                reason: format!("{other:?} is not an object kind"),
+            });
+        }
+    };
+    Ok(Batch {
+        first_seq,
+        last_seq: row.get(1)?,
+        integration: row.get(2)?,
+        sync_id: row.get(3)?,
+        object,
+        time: row.get(5)?,
+        first_key: row.get(6)?,
+        last_key: row.get(7)?,
+    })
+}
+
+/// The batch that holds event `seq`, if one does.
+pub(super) fn batch_of(conn: &Connection, seq: i64) -> Result<Option<Batch>, StoreError> {
+    let sql = format!(
+        "SELECT {BATCH_COLUMNS} FROM event_batches WHERE first_seq <= ?1 ORDER BY first_seq DESC LIMIT 1"
+    );
+    let mut stmt = conn.prepare_cached(&sql)?;
+    let mut rows = stmt.query([seq])?;
+    match rows.next()? {
+        Some(row) => Ok(Some(batch_row(row)?).filter(|b| b.last_seq >= seq)),
+        None => Ok(None),
+    }
+}
+
+/// The batches with events in `since < seq <= upper`, ascending.
+fn batches_between(
+    conn: &Connection,
+    since: i64,
+    upper: i64,
+    integration: Option<&str>,
+) -> Result<Vec<Batch>, StoreError> {
+    // Batches do not overlap: the last one to start at or before since + 1
+    // is the first that can hold a later event.
+    let sql = format!(
+        "SELECT {BATCH_COLUMNS} FROM event_batches
+         WHERE first_seq >= (SELECT COALESCE(MAX(first_seq), 0) FROM event_batches WHERE first_seq <= ?1 + 1)
+           AND first_seq <= ?2 AND last_seq > ?1 AND (?3 IS NULL OR integration = ?3)
+         ORDER BY first_seq"
+    );
+    let mut stmt = conn.prepare_cached(&sql)?;
+    let mut rows = stmt.query(rusqlite::params![since, upper, integration])?;
+    let mut out = Vec::new();
+    while let Some(row) = rows.next()? {
+        out.push(batch_row(row)?);
+    }
+    Ok(out)
+}
+
+/// The events of `batch` in `lo ..= hi` whose rows still name them (the
+/// others were written out whole), ascending, at most `limit`: each is its
+/// row as stored now, unchanged since it was created.
+fn batch_events(
+    conn: &Connection,
+    batch: &Batch,
+    (lo, hi): (i64, i64),
+    limit: i64,
+) -> Result<Vec<ChangeEvent>, StoreError> {
+    let event = |seq: i64, ty: &str, class: &str, key: &str, after: Value| ChangeEvent {
+        seq: seq as u64,
+        time: batch.time.clone(),
+        integration: batch.integration.clone(),
+        sync_id: batch.sync_id,
+        action: Action::Created,
+        object: batch.object,
+        ty: ty.to_owned(),
+        class: class.to_owned(),
+        key: key.to_owned(),
+        changes: None,
+        before: None,
+        after: Some(after),
+    };
+    let params = rusqlite::params![
+        batch.integration,
+        batch.first_key,
+        batch.last_key,
+        lo,
+        hi,
+        limit
+    ];
+    let mut out = Vec::new();
+    match batch.object {
+        ObjectKind::Entity => {
+            let mut stmt = conn.prepare_cached(
+                "SELECT key, type, class, props, pending_seq FROM entities
+                 WHERE integration = ?1 AND key >= ?2 AND key <= ?3
+                   AND pending_seq >= ?4 AND pending_seq <= ?5
+                 ORDER BY key LIMIT ?6",
+            )?;
+            let mut rows = stmt.query(params)?;
+            while let Some(row) = rows.next()? {
+                let (key, ty, class) = (text(row, 0)?, text(row, 1)?, text(row, 2)?);
+                let after = entity_object(key, ty, class, &parse_props(text(row, 3)?));
+                out.push(event(row.get(4)?, ty, class, key, after));
+            }
+        }
+        ObjectKind::Relationship => {
+            let mut stmt = conn.prepare_cached(
+                "SELECT key, type, class, from_key, to_key, props, pending_seq FROM relationships
+                 WHERE integration = ?1 AND key >= ?2 AND key <= ?3
+                   AND pending_seq >= ?4 AND pending_seq <= ?5
+                 ORDER BY key LIMIT ?6",
+            )?;
+            let mut rows = stmt.query(params)?;
+            while let Some(row) = rows.next()? {
+                let (key, ty, class) = (text(row, 0)?, text(row, 1)?, text(row, 2)?);
+                let props = parse_props(text(row, 5)?);
+                let after =
+                    relationship_object(key, ty, class, text(row, 3)?, text(row, 4)?, &props);
+                out.push(event(row.get(6)?, ty, class, key, after));
+            }
+        }
+    }
+    Ok(out)
+}
+
 impl Store {
-    /// Events with `seq > since`, ascending, at most `limit`.
+    /// Events with `seq > since`, ascending, at most `limit`: the event
+    /// rows, merged with the create events of batches (migration 8).
     pub fn events(
         &self,
         since: u64,
@@ -187,6 +336,58 @@ impl Store {
     ) -> Result<Vec<ChangeEvent>, StoreError> {
         let since = i64::try_from(since).unwrap_or(i64::MAX);
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let rows = self.event_rows(since, integration, limit)?;
+        // With a full page of rows, a batched event past the last row's seq
+        // cannot be in the answer.
+        let upper = match rows.last() {
+            Some(last) if rows.len() as i64 >= limit => last.seq as i64,
+            _ => i64::MAX,
+        };
+        let mut batched: Vec<ChangeEvent> = Vec::new();
+        for batch in batches_between(&self.conn, since, upper, integration)? {
+            let wanted = limit - batched.len() as i64;
+            if wanted <= 0 {
+                break;
+            }
+            let (lo, hi) = (batch.first_seq.max(since + 1), batch.last_seq.min(upper));
+            let found = batch_events(&self.conn, &batch, (lo, hi), wanted)?;
+            // Every event of the range is a row that names it or an event
+            // row written out when the row changed; anything else is lost.
+            if (found.len() as i64) < wanted {
+                let written = rows
+                    .iter()
+                    .filter(|e| (lo..=hi).contains(&(e.seq as i64)))
+                    .count() as i64;
+                let missing = (hi - lo + 1) - found.len() as i64 - written;
+                if missing != 0 {
+                    return Err(StoreError::Corrupt {
+                        what: format!("change events {lo} to {hi}"),
+                        reason: format!(
+                            "{missing} of them have neither an event row nor a graph row that names them"
+                        ),
+                    });
+                }
+            }
+            batched.extend(found);
+        }
+        if batched.is_empty() {
+            return Ok(rows);
+        }
+        let mut out = rows;
+        out.extend(batched);
+        out.sort_unstable_by_key(|e| e.seq);
+        out.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
+        Ok(out)
+    }
+
+    /// The rows of `events` with `seq > since`, ascending, at most `limit`;
+    /// a pending one (migration 7) gets its `after` from its graph row.
+    fn event_rows(
+        &self,
+        since: i64,
+        integration: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<ChangeEvent>, StoreError> {
         // Two statements so the filtered one can use events_by_integration.
         let mut stmt;
         let mut rows = match integration {

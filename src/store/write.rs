@@ -1,10 +1,11 @@
 //! Writing one run's plan inside the commit transaction: graph rows and one
 //! change event per change, each statement prepared once per commit.
 //!
-//! A create event's `after` stays in its row (`pending_seq`, migration 7)
-//! until the row is next updated or deleted, when it is written into the
-//! event first: a first ingest writes each object once, and an event never
-//! changes content.
+//! Creates are recorded in batches (migration 8): the creates of a run of
+//! adjacent rows are one `event_batches` row, and each create event's
+//! `after` is its graph row (`pending_seq`) until the row is next updated or
+//! deleted, when the event is written out whole first. A first ingest
+//! writes each object once, and an event never changes content.
 //!
 //! Event order: entities created and updated, relationships created, updated
 //! and deleted, entities deleted — a consumer never sees a relationship
@@ -12,7 +13,6 @@
 //! order, so the same input always gives the same sequence.
 
 use std::borrow::Cow;
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use rusqlite::{CachedStatement, Connection, OptionalExtension, params};
@@ -26,58 +26,30 @@ use crate::graph::{
     Collected, CollectedEntity, CollectedRelationship, entity_object, relationship_object,
 };
 
-/// The `_type` of a relationship endpoint: from this run, else from the
-/// store, else '' (an entity of another source). A bulk load looks keys up
-/// in a hash map, not the collected B-tree: two tree walks per relationship
-/// were a tenth of a million-row first ingest. (Validation puts every
-/// endpoint in the run, so the store is a safety net, not a path.)
-struct EndpointTypes<'a> {
+/// The `_type` of a relationship endpoint: as collected with the
+/// relationship, else from this run's graph, else from the store, else ''
+/// (an entity of another source). Validation puts every endpoint in the run
+/// before its relationship, so the lookups are a safety net, not a path.
+fn endpoint_type<'a>(
+    known: Option<&'a Arc<str>>,
+    key: &str,
     collected: &'a Collected,
-    conn: &'a Connection,
-    integration: &'a str,
-    by_key: HashMap<&'a str, &'a Arc<str>>,
+    conn: &Connection,
+    integration: &str,
+) -> Result<Cow<'a, str>, StoreError> {
+    if let Some(ty) = known.or_else(|| collected.entity(key).map(|e| &e.ty)) {
+        return Ok(Cow::Borrowed(&**ty));
+    }
+    let stored: Option<String> = conn
+        .prepare_cached("SELECT type FROM entities WHERE integration = ?1 AND key = ?2")?
+        .query_row(params![integration, key], |row| row.get(0))
+        .optional()?;
+    Ok(Cow::Owned(stored.unwrap_or_default()))
 }
 
-impl<'a> EndpointTypes<'a> {
-    const BULK: usize = 1024;
-
-    fn new(
-        collected: &'a Collected,
-        conn: &'a Connection,
-        integration: &'a str,
-        plan: &Plan<'_>,
-    ) -> Self {
-        let lookups = 2 * (plan.relationships.created.len() + plan.relationships.updated.len());
-        let by_key = if lookups > Self::BULK {
-            collected.entities().map(|e| (&*e.key, &e.ty)).collect()
-        } else {
-            HashMap::new()
-        };
-        EndpointTypes {
-            collected,
-            conn,
-            integration,
-            by_key,
-        }
-    }
-
-    fn get(&self, key: &str) -> Result<Cow<'a, str>, StoreError> {
-        let from_run = if self.by_key.is_empty() {
-            self.collected.entity(key).map(|e| &e.ty)
-        } else {
-            self.by_key.get(key).copied()
-        };
-        if let Some(ty) = from_run {
-            return Ok(Cow::Borrowed(&**ty));
-        }
-        let stored: Option<String> = self
-            .conn
-            .prepare_cached("SELECT type FROM entities WHERE integration = ?1 AND key = ?2")?
-            .query_row(params![self.integration, key], |row| row.get(0))
-            .optional()?;
-        Ok(Cow::Owned(stored.unwrap_or_default()))
-    }
-}
+/// The most create events one `event_batches` row stands for: a reader
+/// that starts inside a batch walks at most this many rows to its place.
+const BATCH: usize = 1024;
 
 pub(super) struct Writer<'c> {
     conn: &'c Connection,
@@ -87,6 +59,10 @@ pub(super) struct Writer<'c> {
     next_seq: u64,
     counter: WriteCounter,
     insert_event: CachedStatement<'c>,
+    // Prepared once per commit: a cache lookup hashes the SQL text, a
+    // tenth of a million-row first ingest when done per row.
+    put_entity: CachedStatement<'c>,
+    put_relationship: CachedStatement<'c>,
     body: String,
 }
 
@@ -102,8 +78,24 @@ impl<'c> Writer<'c> {
         // The event's other fields live in `body`; the columns are the ones
         // consumers filter on.
         let insert_event = conn.prepare_cached(
-            "INSERT INTO events (seq, integration, sync_id, action, object, type, body, after_pending)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            "INSERT INTO events (seq, integration, sync_id, action, object, type, body)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        )?;
+        let put_entity = conn.prepare_cached(
+            "INSERT INTO entities (integration, key, type, class, props, hash, first_seen, last_seen, created_sync, changed_sync, pending_seq)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7, ?8, ?8, ?9)
+             ON CONFLICT (integration, key) DO UPDATE SET type = excluded.type, class = excluded.class,
+                 props = excluded.props, hash = excluded.hash, last_seen = excluded.last_seen,
+                 changed_sync = excluded.changed_sync, pending_seq = excluded.pending_seq",
+        )?;
+        let put_relationship = conn.prepare_cached(
+            "INSERT INTO relationships (integration, key, type, class, from_key, to_key, from_type, to_type, props, hash, first_seen, last_seen, created_sync, changed_sync, pending_seq)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?11, ?12, ?12, ?13)
+             ON CONFLICT (integration, key) DO UPDATE SET type = excluded.type, class = excluded.class,
+                 from_key = excluded.from_key, to_key = excluded.to_key, from_type = excluded.from_type,
+                 to_type = excluded.to_type, props = excluded.props, hash = excluded.hash,
+                 last_seen = excluded.last_seen, changed_sync = excluded.changed_sync,
+                 pending_seq = excluded.pending_seq",
         )?;
         Ok(Writer {
             conn,
@@ -113,6 +105,8 @@ impl<'c> Writer<'c> {
             next_seq: first_seq,
             counter,
             insert_event,
+            put_entity,
+            put_relationship,
             body: String::with_capacity(1024),
         })
     }
@@ -126,6 +120,11 @@ impl<'c> Writer<'c> {
         self.seen(plan)
     }
 
+    fn take_seq(&mut self) -> u64 {
+        self.next_seq += 1;
+        self.next_seq - 1
+    }
+
     fn head<'a>(
         &mut self,
         action: Action,
@@ -137,8 +136,7 @@ impl<'c> Writer<'c> {
     where
         'c: 'a,
     {
-        let seq = self.next_seq;
-        self.next_seq += 1;
+        let seq = self.take_seq();
         EventHead {
             seq,
             time: self.now,
@@ -152,9 +150,8 @@ impl<'c> Writer<'c> {
         }
     }
 
-    /// Inserts the event whose body is in `self.body`; `pending`: its
-    /// `after` is the object's row (see migration 7).
-    fn event(&mut self, head: &EventHead<'_>, pending: bool) -> Result<(), StoreError> {
+    /// Inserts the event whose body is in `self.body`.
+    fn event(&mut self, head: &EventHead<'_>) -> Result<(), StoreError> {
         self.insert_event.execute(params![
             head.seq as i64,
             head.integration,
@@ -163,66 +160,113 @@ impl<'c> Writer<'c> {
             head.object.as_str(),
             head.ty,
             self.body,
-            pending,
         ])?;
         self.counter.tick()
     }
 
-    /// Writes `after` (the row as it is, about to change) into the pending
-    /// event `seq`, so the event keeps its content once the row moves on.
-    fn complete_pending(&mut self, seq: Option<i64>, after: &str) -> Result<(), StoreError> {
+    /// Writes out the create event `seq` whose `after` is the row about to
+    /// change (`head`: the row's type, class and key; `after`: its flat
+    /// object), so the event keeps its content once the row moves on.
+    fn complete_pending(
+        &mut self,
+        seq: Option<i64>,
+        object: ObjectKind,
+        row: (&str, &str, &str),
+        after: &str,
+    ) -> Result<(), StoreError> {
         let Some(seq) = seq else {
             return Ok(());
         };
+        // An event row of migration 7 that waits for its `after`.
         let pending: Option<String> = self
             .conn
             .prepare_cached("SELECT body FROM events WHERE seq = ?1 AND after_pending = 1")?
-            .query_row([seq], |row| row.get(0))
+            .query_row([seq], |r| r.get(0))
             .optional()?;
         if let Some(pending) = pending {
             self.conn
                 .prepare_cached("UPDATE events SET body = ?2, after_pending = 0 WHERE seq = ?1")?
                 .execute(params![seq, events::with_after(&pending, after)])?;
-            self.counter.tick()?;
+            return self.counter.tick();
         }
-        Ok(())
+        let Some(batch) = events::batch_of(self.conn, seq)? else {
+            return Ok(());
+        };
+        let (ty, class, key) = row;
+        let head = EventHead {
+            seq: seq as u64,
+            time: &batch.time,
+            integration: &batch.integration,
+            sync_id: batch.sync_id,
+            action: Action::Created,
+            object,
+            ty,
+            class,
+            key,
+        };
+        self.body.clear();
+        events::pending_body(&mut self.body, &head);
+        self.body = events::with_after(&self.body, after);
+        self.event(&head)
+    }
+
+    /// Records the create events of `first_seq ..= last_seq`, whose rows
+    /// (adjacent, from `first_key` to `last_key`) name them.
+    fn batch(
+        &mut self,
+        object: ObjectKind,
+        first_seq: u64,
+        first_key: &str,
+        last_key: &str,
+    ) -> Result<(), StoreError> {
+        self.conn
+            .prepare_cached(
+                "INSERT INTO event_batches (first_seq, last_seq, integration, sync_id, object, time, first_key, last_key)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            )?
+            .execute(params![
+                first_seq as i64,
+                (self.next_seq - 1) as i64,
+                self.integration,
+                self.sync_id,
+                object.as_str(),
+                self.now,
+                first_key,
+                last_key
+            ])?;
+        self.counter.tick()
     }
 
     /// Writes an entity row: a new one, or every changing column of an
     /// existing one (`first_seen` and `created_sync` stay). `pending`: the
     /// event whose `after` this row is (see migration 7).
     fn put_entity(&mut self, e: &CollectedEntity, pending: Option<u64>) -> Result<(), StoreError> {
-        self.conn
-            .prepare_cached(
-                "INSERT INTO entities (integration, key, type, class, props, hash, first_seen, last_seen, created_sync, changed_sync, pending_seq)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7, ?8, ?8, ?9)
-                 ON CONFLICT (integration, key) DO UPDATE SET type = excluded.type, class = excluded.class,
-                     props = excluded.props, hash = excluded.hash, last_seen = excluded.last_seen,
-                     changed_sync = excluded.changed_sync, pending_seq = excluded.pending_seq",
-            )?
-            .execute(params![
-                self.integration,
-                &*e.key,
-                &*e.ty,
-                &*e.class,
-                &*e.props,
-                e.hash as i64,
-                self.now,
-                self.sync_id,
-                pending.map(|seq| seq as i64)
-            ])?;
+        self.put_entity.execute(params![
+            self.integration,
+            &*e.key,
+            &*e.ty,
+            &*e.class,
+            &*e.props,
+            e.hash as i64,
+            self.now,
+            self.sync_id,
+            pending.map(|seq| seq as i64)
+        ])?;
         self.counter.tick()
     }
 
-    /// New rows and their create events, whose `after` stays in the row
-    /// until the row changes (a first ingest writes each object once).
+    /// New rows, their create events recorded in batches (see the module
+    /// documentation).
     fn entities_created(&mut self, plan: &Plan<'_>) -> Result<(), StoreError> {
-        for e in &plan.entities.created {
-            let head = self.head(Action::Created, ObjectKind::Entity, &e.ty, &e.class, &e.key);
-            self.put_entity(e, Some(head.seq))?;
-            self.body.clear();
-            events::pending_body(&mut self.body, &head);
-            self.event(&head, true)?;
+        for batch in plan.entities.created_batches(BATCH) {
+            let first_seq = self.next_seq;
+            for e in batch {
+                let seq = self.take_seq();
+                self.put_entity(e, Some(seq))?;
+            }
+            if let (Some(first), Some(last)) = (batch.first(), batch.last()) {
+                self.batch(ObjectKind::Entity, first_seq, &first.key, &last.key)?;
+            }
         }
         Ok(())
     }
@@ -232,20 +276,23 @@ impl<'c> Writer<'c> {
             "SELECT type, class, props, pending_seq FROM entities WHERE integration = ?1 AND key = ?2",
         )?;
         for e in &plan.entities.updated {
-            let (before, pending) = old.query_row(params![self.integration, &*e.key], |row| {
-                let before = entity_object(
-                    &e.key,
-                    text(row, 0)?,
-                    text(row, 1)?,
-                    &parse_props(text(row, 2)?),
-                );
-                Ok((before, row.get::<_, Option<i64>>(3)?))
-            })?;
-            self.complete_pending(pending, &before.to_string())?;
+            let (before, ty, class, pending) =
+                old.query_row(params![self.integration, &*e.key], |row| {
+                    let (ty, class) = (text(row, 0)?, text(row, 1)?);
+                    let before = entity_object(&e.key, ty, class, &parse_props(text(row, 2)?));
+                    Ok((
+                        before,
+                        ty.to_owned(),
+                        class.to_owned(),
+                        row.get::<_, Option<i64>>(3)?,
+                    ))
+                })?;
+            let row = (ty.as_str(), class.as_str(), &*e.key);
+            self.complete_pending(pending, ObjectKind::Entity, row, &before.to_string())?;
             self.put_entity(e, None)?;
             let head = self.head(Action::Updated, ObjectKind::Entity, &e.ty, &e.class, &e.key);
             self.body = events::updated_body(&head, before, e.to_object())?;
-            self.event(&head, false)?;
+            self.event(&head)?;
         }
         Ok(())
     }
@@ -255,35 +302,34 @@ impl<'c> Writer<'c> {
     fn put_relationship(
         &mut self,
         r: &CollectedRelationship,
-        endpoints: &EndpointTypes<'_>,
+        collected: &Collected,
         pending: Option<u64>,
     ) -> Result<(), StoreError> {
-        let (from_ty, to_ty) = (endpoints.get(&r.from_key)?, endpoints.get(&r.to_key)?);
-        self.conn
-            .prepare_cached(
-                "INSERT INTO relationships (integration, key, type, class, from_key, to_key, from_type, to_type, props, hash, first_seen, last_seen, created_sync, changed_sync, pending_seq)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?11, ?12, ?12, ?13)
-                 ON CONFLICT (integration, key) DO UPDATE SET type = excluded.type, class = excluded.class,
-                     from_key = excluded.from_key, to_key = excluded.to_key, from_type = excluded.from_type,
-                     to_type = excluded.to_type, props = excluded.props, hash = excluded.hash,
-                     last_seen = excluded.last_seen, changed_sync = excluded.changed_sync,
-                     pending_seq = excluded.pending_seq",
-            )?
-            .execute(params![
-                self.integration,
-                &*r.key,
-                &*r.ty,
-                &*r.class,
-                &*r.from_key,
-                &*r.to_key,
-                &*from_ty,
-                &*to_ty,
-                &*r.props,
-                r.hash as i64,
-                self.now,
-                self.sync_id,
-                pending.map(|seq| seq as i64)
-            ])?;
+        let (conn, integration) = (self.conn, self.integration);
+        let known = &*r.endpoint_types;
+        let from_ty = endpoint_type(
+            known.from.as_ref(),
+            &r.from_key,
+            collected,
+            conn,
+            integration,
+        )?;
+        let to_ty = endpoint_type(known.to.as_ref(), &r.to_key, collected, conn, integration)?;
+        self.put_relationship.execute(params![
+            self.integration,
+            &*r.key,
+            &*r.ty,
+            &*r.class,
+            &*r.from_key,
+            &*r.to_key,
+            &*from_ty,
+            &*to_ty,
+            &*r.props,
+            r.hash as i64,
+            self.now,
+            self.sync_id,
+            pending.map(|seq| seq as i64)
+        ])?;
         self.counter.tick()
     }
 
@@ -292,39 +338,43 @@ impl<'c> Writer<'c> {
         plan: &Plan<'_>,
         collected: &Collected,
     ) -> Result<(), StoreError> {
-        let endpoints = EndpointTypes::new(collected, self.conn, self.integration, plan);
-        for r in &plan.relationships.created {
-            let head = self.head(
-                Action::Created,
-                ObjectKind::Relationship,
-                &r.ty,
-                &r.class,
-                &r.key,
-            );
-            self.put_relationship(r, &endpoints, Some(head.seq))?;
-            self.body.clear();
-            events::pending_body(&mut self.body, &head);
-            self.event(&head, true)?;
+        for batch in plan.relationships.created_batches(BATCH) {
+            let first_seq = self.next_seq;
+            for r in batch {
+                let seq = self.take_seq();
+                self.put_relationship(r, collected, Some(seq))?;
+            }
+            if let (Some(first), Some(last)) = (batch.first(), batch.last()) {
+                self.batch(ObjectKind::Relationship, first_seq, &first.key, &last.key)?;
+            }
         }
 
         let mut old = self.conn.prepare_cached(
             "SELECT type, class, from_key, to_key, props, pending_seq FROM relationships WHERE integration = ?1 AND key = ?2",
         )?;
         for r in &plan.relationships.updated {
-            let (before, pending) = old.query_row(params![self.integration, &*r.key], |row| {
-                let props = parse_props(text(row, 4)?);
-                let before = relationship_object(
-                    &r.key,
-                    text(row, 0)?,
-                    text(row, 1)?,
-                    text(row, 2)?,
-                    text(row, 3)?,
-                    &props,
-                );
-                Ok((before, row.get::<_, Option<i64>>(5)?))
-            })?;
-            self.complete_pending(pending, &before.to_string())?;
-            self.put_relationship(r, &endpoints, None)?;
+            let (before, ty, class, pending) =
+                old.query_row(params![self.integration, &*r.key], |row| {
+                    let (ty, class) = (text(row, 0)?, text(row, 1)?);
+                    let props = parse_props(text(row, 4)?);
+                    let before = relationship_object(
+                        &r.key,
+                        ty,
+                        class,
+                        text(row, 2)?,
+                        text(row, 3)?,
+                        &props,
+                    );
+                    Ok((
+                        before,
+                        ty.to_owned(),
+                        class.to_owned(),
+                        row.get::<_, Option<i64>>(5)?,
+                    ))
+                })?;
+            let row = (ty.as_str(), class.as_str(), &*r.key);
+            self.complete_pending(pending, ObjectKind::Relationship, row, &before.to_string())?;
+            self.put_relationship(r, collected, None)?;
             let head = self.head(
                 Action::Updated,
                 ObjectKind::Relationship,
@@ -333,7 +383,7 @@ impl<'c> Writer<'c> {
                 &r.key,
             );
             self.body = events::updated_body(&head, before, r.to_object())?;
-            self.event(&head, false)?;
+            self.event(&head)?;
         }
         Ok(())
     }
@@ -362,10 +412,11 @@ impl<'c> Writer<'c> {
             self.counter.tick()?;
             let head = self.head(Action::Deleted, ObjectKind::Relationship, &ty, &class, key);
             let before = events::flat_json(&head, Some((&from, &to)), &props);
-            self.complete_pending(pending, &before)?;
+            let row = (ty.as_str(), class.as_str(), key.as_str());
+            self.complete_pending(pending, ObjectKind::Relationship, row, &before)?;
             self.body.clear();
             events::deleted_body(&mut self.body, &head, &before);
-            self.event(&head, false)?;
+            self.event(&head)?;
         }
         Ok(())
     }
@@ -383,10 +434,11 @@ impl<'c> Writer<'c> {
             self.counter.tick()?;
             let head = self.head(Action::Deleted, ObjectKind::Entity, &ty, &class, key);
             let before = events::flat_json(&head, None, &props);
-            self.complete_pending(pending, &before)?;
+            let row = (ty.as_str(), class.as_str(), key.as_str());
+            self.complete_pending(pending, ObjectKind::Entity, row, &before)?;
             self.body.clear();
             events::deleted_body(&mut self.body, &head, &before);
-            self.event(&head, false)?;
+            self.event(&head)?;
         }
         Ok(())
     }

@@ -2,8 +2,10 @@
 //! re-runs, partial datasets (`commit`), an interrupted and a killed commit
 //! — the graph stays at the previous run and the event sequence has no gap
 //! (`crash`) — and export output validated against JupiterOne's class
-//! schemas (`jupiterone`). This file holds the shared fixture.
+//! schemas (`jupiterone`); create events recorded in batches read back
+//! whole (`batches`). This file holds the shared fixture.
 
+mod batches;
 mod commit;
 mod crash;
 mod jupiterone;
