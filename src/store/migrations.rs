@@ -244,6 +244,62 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX event_batches_by_integration ON event_batches (integration, first_seq);
     ",
+    // 9: first_seen / last_seen of graph rows as Unix milliseconds instead
+    // of 24-character text: a tenth of what a first ingest writes. The
+    // tables are rebuilt (a column's type cannot change in place); a text
+    // time that does not parse keeps its leading number as seconds.
+    "
+    CREATE TABLE entities_9 (
+        integration  TEXT    NOT NULL,
+        key          TEXT    NOT NULL,
+        type         TEXT    NOT NULL,
+        class        TEXT    NOT NULL,
+        props        TEXT    NOT NULL,
+        hash         INTEGER NOT NULL,
+        first_seen   INTEGER NOT NULL,  -- Unix ms
+        last_seen    INTEGER NOT NULL,  -- Unix ms; see migration 1
+        created_sync INTEGER NOT NULL,
+        changed_sync INTEGER NOT NULL,
+        pending_seq  INTEGER,
+        PRIMARY KEY (integration, key)
+    ) WITHOUT ROWID;
+    INSERT INTO entities_9
+        SELECT integration, key, type, class, props, hash,
+               COALESCE(CAST(round(unixepoch(first_seen, 'subsec') * 1000) AS INTEGER), CAST(first_seen AS INTEGER) * 1000),
+               COALESCE(CAST(round(unixepoch(last_seen, 'subsec') * 1000) AS INTEGER), CAST(last_seen AS INTEGER) * 1000),
+               created_sync, changed_sync, pending_seq
+        FROM entities;
+    DROP TABLE entities;
+    ALTER TABLE entities_9 RENAME TO entities;
+    CREATE INDEX entities_by_type ON entities (integration, type);
+
+    CREATE TABLE relationships_9 (
+        integration  TEXT    NOT NULL,
+        key          TEXT    NOT NULL,
+        type         TEXT    NOT NULL,
+        class        TEXT    NOT NULL,
+        from_key     TEXT    NOT NULL,
+        to_key       TEXT    NOT NULL,
+        from_type    TEXT    NOT NULL,
+        to_type      TEXT    NOT NULL,
+        props        TEXT    NOT NULL,
+        hash         INTEGER NOT NULL,
+        first_seen   INTEGER NOT NULL,
+        last_seen    INTEGER NOT NULL,
+        created_sync INTEGER NOT NULL,
+        changed_sync INTEGER NOT NULL,
+        pending_seq  INTEGER,
+        PRIMARY KEY (integration, key)
+    ) WITHOUT ROWID;
+    INSERT INTO relationships_9
+        SELECT integration, key, type, class, from_key, to_key, from_type, to_type, props, hash,
+               COALESCE(CAST(round(unixepoch(first_seen, 'subsec') * 1000) AS INTEGER), CAST(first_seen AS INTEGER) * 1000),
+               COALESCE(CAST(round(unixepoch(last_seen, 'subsec') * 1000) AS INTEGER), CAST(last_seen AS INTEGER) * 1000),
+               created_sync, changed_sync, pending_seq
+        FROM relationships;
+    DROP TABLE relationships;
+    ALTER TABLE relationships_9 RENAME TO relationships;
+    ",
 ];
 
 /// Brings the database to the latest schema, refusing one that is newer.
@@ -293,4 +349,82 @@ fn user_version(conn: &Connection, path: &Path, known: usize) -> Result<usize, S
         what: format!("schema version of {}", path.display()),
         reason: format!("user_version is {found}"),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Migration 9 turns text first/last-seen times into Unix milliseconds
+    /// and keeps everything else of the rows.
+    #[test]
+    fn text_times_become_unix_milliseconds() {
+        let mut conn = Connection::open_in_memory().expect("open");
+        for sql in &MIGRATIONS[..8] {
+            conn.execute_batch(sql).expect("migrations 1 to 8");
+        }
+        conn.pragma_update(None, "user_version", 8)
+            .expect("version");
+        conn.execute_batch(
+            "INSERT INTO entities VALUES ('ci', 'k-entity-1', 't', 'C', '{\"a\":1}', 7,
+                 '2024-01-02T03:04:05.678Z', '2024-01-03T00:00:00.001Z', 1, 2, 5);
+             INSERT INTO entities VALUES ('ci', 'k-entity-2', 't', 'C', '{}', 8, '1700000000', '1700000001', 1, 1, NULL);
+             INSERT INTO relationships VALUES ('ci', 'k-rel-1', 'r', 'HAS', 'k-entity-1', 'k-entity-2', 't', 't', '{}', 9,
+                 '2024-01-02T03:04:05.678Z', '2024-01-02T03:04:05.678Z', 1, 1, 6);",
+        )
+        .expect("rows of version 8");
+        migrate(&mut conn, Path::new(":memory:")).expect("migrate");
+        let entities: Vec<(String, String, i64, i64, i64, Option<i64>)> = conn
+            .prepare("SELECT key, props, first_seen, last_seen, changed_sync, pending_seq FROM entities ORDER BY key")
+            .and_then(|mut s| {
+                s.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?)))?
+                    .collect()
+            })
+            .expect("entities");
+        assert_eq!(
+            entities,
+            [
+                (
+                    "k-entity-1".into(),
+                    "{\"a\":1}".into(),
+                    1_704_164_645_678,
+                    1_704_240_000_001,
+                    2,
+                    Some(5)
+                ),
+                (
+                    "k-entity-2".into(),
+                    "{}".into(),
+                    1_700_000_000_000,
+                    1_700_000_001_000,
+                    1,
+                    None
+                ),
+            ]
+        );
+        let rel: (i64, i64, String, Option<i64>) = conn
+            .query_row(
+                "SELECT first_seen, last_seen, to_key, pending_seq FROM relationships",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+            )
+            .expect("relationship");
+        assert_eq!(
+            rel,
+            (
+                1_704_164_645_678,
+                1_704_164_645_678,
+                "k-entity-2".into(),
+                Some(6)
+            )
+        );
+        let index: i64 = conn
+            .query_row(
+                "SELECT COUNT(*) FROM sqlite_schema WHERE type = 'index' AND name = 'entities_by_type'",
+                [],
+                |r| r.get(0),
+            )
+            .expect("index");
+        assert_eq!(index, 1);
+    }
 }

@@ -280,6 +280,14 @@ pub(crate) fn now() -> String {
     format_time(OffsetDateTime::now_utc())
 }
 
+/// The time now as [`now`] gives it and as Unix milliseconds (the graph
+/// rows' first-seen and last-seen, migration 9).
+pub(crate) fn now_and_ms() -> (String, i64) {
+    let at = OffsetDateTime::now_utc();
+    let ms = i64::try_from(at.unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX);
+    (format_time(at), ms)
+}
+
 fn format_time(t: OffsetDateTime) -> String {
     let format =
         format_description!("[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z");

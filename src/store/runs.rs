@@ -10,7 +10,7 @@ use serde_json::Value;
 
 use super::graph::{plan_run, relationships_touching};
 use super::write::Writer;
-use super::{Store, StoreError, WriteCounter, busy, events, now};
+use super::{Store, StoreError, WriteCounter, busy, events, now, now_and_ms};
 use crate::graph::Collected;
 use crate::run::{ChangeCounts, RunStatus, StepOutcome};
 
@@ -115,7 +115,7 @@ impl Store {
         status: RunStatus,
     ) -> Result<ChangeCounts, StoreError> {
         let steps = encode_steps(steps)?;
-        let now = now();
+        let (now, now_ms) = now_and_ms();
         let counter = WriteCounter::new(self.fault.take());
         let tx = match self
             .conn
@@ -133,7 +133,14 @@ impl Store {
         }
         let counts = plan.counts();
         let first_seq = events::max_seq(&tx)? + 1;
-        let mut writer = Writer::new(&tx, integration, sync_id, &now, first_seq, counter)?;
+        let mut writer = Writer::new(
+            &tx,
+            integration,
+            sync_id,
+            (&now, now_ms),
+            first_seq,
+            counter,
+        )?;
         writer.write(&plan, collected)?;
         drop(writer);
         drop(plan);

@@ -55,7 +55,9 @@ pub(super) struct Writer<'c> {
     conn: &'c Connection,
     integration: &'c str,
     sync_id: i64,
+    /// The commit's time: text for events, Unix ms for rows (migration 9).
     now: &'c str,
+    now_ms: i64,
     next_seq: u64,
     counter: WriteCounter,
     insert_event: CachedStatement<'c>,
@@ -71,7 +73,7 @@ impl<'c> Writer<'c> {
         conn: &'c Connection,
         integration: &'c str,
         sync_id: i64,
-        now: &'c str,
+        (now, now_ms): (&'c str, i64),
         first_seq: u64,
         counter: WriteCounter,
     ) -> Result<Self, StoreError> {
@@ -102,6 +104,7 @@ impl<'c> Writer<'c> {
             integration,
             sync_id,
             now,
+            now_ms,
             next_seq: first_seq,
             counter,
             insert_event,
@@ -248,7 +251,7 @@ impl<'c> Writer<'c> {
             &*e.class,
             &*e.props,
             e.hash as i64,
-            self.now,
+            self.now_ms,
             self.sync_id,
             pending.map(|seq| seq as i64)
         ])?;
@@ -326,7 +329,7 @@ impl<'c> Writer<'c> {
             &*to_ty,
             &*r.props,
             r.hash as i64,
-            self.now,
+            self.now_ms,
             self.sync_id,
             pending.map(|seq| seq as i64)
         ])?;
@@ -450,14 +453,14 @@ impl<'c> Writer<'c> {
             "UPDATE entities SET last_seen = ?3 WHERE integration = ?1 AND key = ?2",
         )?;
         for e in &plan.entities.seen {
-            entity.execute(params![self.integration, e.key, self.now])?;
+            entity.execute(params![self.integration, e.key, self.now_ms])?;
             self.counter.tick()?;
         }
         let mut rel = self.conn.prepare_cached(
             "UPDATE relationships SET last_seen = ?3 WHERE integration = ?1 AND key = ?2",
         )?;
         for r in &plan.relationships.seen {
-            rel.execute(params![self.integration, r.key, self.now])?;
+            rel.execute(params![self.integration, r.key, self.now_ms])?;
             self.counter.tick()?;
         }
         Ok(())
