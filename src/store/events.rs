@@ -336,6 +336,10 @@ impl Store {
     ) -> Result<Vec<ChangeEvent>, StoreError> {
         let since = i64::try_from(since).unwrap_or(i64::MAX);
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        // One snapshot for every query below: a commit in between could
+        // write a batched event out (and clear its row's pending_seq) after
+        // the event rows were read, and the event would be in neither.
+        let _snapshot = self.conn.unchecked_transaction()?;
         let rows = self.event_rows(since, integration, limit)?;
         // With a full page of rows, a batched event past the last row's seq
         // cannot be in the answer.

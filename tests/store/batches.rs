@@ -228,3 +228,49 @@ fn a_schema_7_database_with_pending_events_reads_the_same_after_the_upgrade() {
     assert_eq!(pending(), before.len() as i64 - 3);
     assert_gap_free(&store);
 }
+
+/// A reader reads every event while a writer, in another process's place
+/// (its own connection), writes batched creates out as their rows go: each
+/// read is one snapshot, so it never misses or doubles an event.
+#[test]
+fn a_reader_sees_every_event_once_while_a_writer_completes_batches() {
+    let (_dir, path) = temp_db();
+    let mut writer = Store::open(&path).expect("writer");
+    sync(
+        &mut writer,
+        &collect(&with_jobs(&BTreeSet::from([0]), 1)),
+        &all_types(),
+    )
+    .expect("first");
+    let done = std::sync::atomic::AtomicBool::new(false);
+    std::thread::scope(|scope| {
+        let reader = scope.spawn(|| {
+            let reader = Store::open(&path).expect("reader");
+            let mut reads = 0;
+            while !done.load(std::sync::atomic::Ordering::Relaxed) || reads == 0 {
+                let events = reader
+                    .events(0, None, usize::MAX)
+                    .expect("a consistent read");
+                let seqs: Vec<u64> = events.iter().map(|e| e.seq).collect();
+                let expected: Vec<u64> = (1..=seqs.len() as u64).collect();
+                assert_eq!(seqs, expected, "read {reads} has a gap or a double");
+                reads += 1;
+            }
+            reads
+        });
+        // Each sync deletes the previous job (writing its create event out)
+        // and creates the next one (a batch).
+        for n in 1..150 {
+            let jobs = BTreeSet::from([n]);
+            sync(
+                &mut writer,
+                &collect(&with_jobs(&jobs, n + 1)),
+                &all_types(),
+            )
+            .expect("sync");
+        }
+        done.store(true, std::sync::atomic::Ordering::Relaxed);
+        assert!(reader.join().expect("reader thread") > 0);
+    });
+    assert_gap_free(&writer);
+}
