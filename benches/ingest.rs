@@ -300,6 +300,22 @@ fn child(n: usize) {
     }
     let first = ingest(&mut store, &collected, &complete);
     println!("  store file after first ingest {:.0} MiB", file_mib(&path));
+    // Reading the first ingest's events back, a page at a time as
+    // `events list` does (not part of the ratios).
+    let start = Instant::now();
+    let (mut cursor, mut read) = (0, 0);
+    loop {
+        let page = store
+            .events(cursor, None, 1000)
+            .unwrap_or_else(|e| fail(&e.to_string()));
+        let Some(last) = page.last() else { break };
+        cursor = last.seq;
+        read += page.len();
+    }
+    println!(
+        "  read {read} events back in pages of 1000 in {:.2}s",
+        start.elapsed().as_secs_f64()
+    );
     // Profiling aid: stop after the first ingest.
     if std::env::var_os("SEXTANT_BENCH_FIRST_ONLY").is_some() {
         return;

@@ -234,13 +234,15 @@ pub(super) fn batch_of(conn: &Connection, seq: i64) -> Result<Option<Batch>, Sto
     }
 }
 
-/// The batches with events in `since < seq <= upper`, ascending.
-fn batches_between(
+/// Calls `visit` with each batch holding events in `since < seq <= upper`,
+/// ascending, until it returns false. Batches are read as they are visited:
+/// a page of events reads as many as it needs, not every later one.
+fn visit_batches(
     conn: &Connection,
-    since: i64,
-    upper: i64,
+    (since, upper): (i64, i64),
     integration: Option<&str>,
-) -> Result<Vec<Batch>, StoreError> {
+    mut visit: impl FnMut(Batch) -> Result<bool, StoreError>,
+) -> Result<(), StoreError> {
     // Batches do not overlap: the last one to start at or before since + 1
     // is the first that can hold a later event.
     let sql = format!(
@@ -251,11 +253,12 @@ fn batches_between(
     );
     let mut stmt = conn.prepare_cached(&sql)?;
     let mut rows = stmt.query(rusqlite::params![since, upper, integration])?;
-    let mut out = Vec::new();
     while let Some(row) = rows.next()? {
-        out.push(batch_row(row)?);
+        if !visit(batch_row(row)?)? {
+            break;
+        }
     }
-    Ok(out)
+    Ok(())
 }
 
 /// The events of `batch` in `lo ..= hi` whose rows still name them (the
@@ -348,20 +351,18 @@ impl Store {
             _ => i64::MAX,
         };
         let mut batched: Vec<ChangeEvent> = Vec::new();
-        for batch in batches_between(&self.conn, since, upper, integration)? {
+        visit_batches(&self.conn, (since, upper), integration, |batch| {
             let wanted = limit - batched.len() as i64;
             if wanted <= 0 {
-                break;
+                return Ok(false);
             }
             let (lo, hi) = (batch.first_seq.max(since + 1), batch.last_seq.min(upper));
             let found = batch_events(&self.conn, &batch, (lo, hi), wanted)?;
             // Every event of the range is a row that names it or an event
             // row written out when the row changed; anything else is lost.
             if (found.len() as i64) < wanted {
-                let written = rows
-                    .iter()
-                    .filter(|e| (lo..=hi).contains(&(e.seq as i64)))
-                    .count() as i64;
+                let seq_at = |seq: i64| rows.partition_point(|e| (e.seq as i64) < seq);
+                let written = (seq_at(hi + 1) - seq_at(lo)) as i64;
                 let missing = (hi - lo + 1) - found.len() as i64 - written;
                 if missing != 0 {
                     return Err(StoreError::Corrupt {
@@ -373,7 +374,8 @@ impl Store {
                 }
             }
             batched.extend(found);
-        }
+            Ok(true)
+        })?;
         if batched.is_empty() {
             return Ok(rows);
         }
