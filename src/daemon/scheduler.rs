@@ -8,7 +8,7 @@
 //! memory and count from now. An interval integration whose last run is
 //! older than its interval (or that never ran) gets one catch-up run.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -83,8 +83,23 @@ impl Scheduler {
             .shared
             .pool
             .with(|store| {
+                let disabled: BTreeSet<String> = store
+                    .connections()?
+                    .into_iter()
+                    .filter(|c| c.disabled)
+                    .map(|c| c.key)
+                    .collect();
                 let mut rows = Vec::new();
                 for row in store.integrations()? {
+                    // A run on a disabled connection is refused at once:
+                    // scheduling it would only fail each firing.
+                    if row
+                        .connection_key
+                        .as_ref()
+                        .is_some_and(|key| disabled.contains(key))
+                    {
+                        continue;
+                    }
                     let last = store
                         .runs(Some(&row.name), 1)?
                         .into_iter()
@@ -128,11 +143,19 @@ impl Scheduler {
             .map(|(name, _)| name.clone())
             .collect();
         for name in stale {
-            if let Some(job) = self.jobs.remove(&name) {
-                if let Err(error) = self.sched.remove(&job.job).await {
-                    tracing::warn!(integration = %name, %error, "Could not unschedule.");
+            let Some(job) = self.jobs.get(&name) else {
+                continue;
+            };
+            // A job that could not be removed stays known (and is tried
+            // again at the next reload) rather than being scheduled twice.
+            match self.sched.remove(&job.job).await {
+                Ok(()) => {
+                    self.jobs.remove(&name);
+                    tracing::info!(integration = %name, "Unscheduled.");
                 }
-                tracing::info!(integration = %name, "Unscheduled.");
+                Err(error) => {
+                    tracing::warn!(integration = %name, %error, "Could not unschedule; trying again at the next reload.")
+                }
             }
         }
         for (name, schedule) in desired {

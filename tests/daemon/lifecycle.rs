@@ -95,6 +95,61 @@ async fn integrations_run_on_their_schedule_and_changes_apply_without_restart() 
     assert_eq!(daemon.terminate().await, 0);
 }
 
+/// A disabled connection takes its integrations off the schedule (each
+/// firing would only be refused), and enabling it puts them back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_disabled_connection_takes_its_integrations_off_the_schedule() {
+    let server = FixtureServer::start(FixtureSet::Day1)
+        .await
+        .expect("server");
+    let home = tempfile::tempdir().expect("tempdir");
+    let h = home.path();
+    setup(h, &server.base_url(), "cron:* * * * * *").await;
+    let admin = token(h, "bot-admin", &["connections:read-update"]).await;
+    let daemon = Daemon::start(h, "5s");
+    eventually("a scheduled run", || async {
+        (finished(h) >= 1).then_some(())
+    })
+    .await;
+
+    let http = client();
+    let set_disabled = |disabled: bool| {
+        http.patch(daemon.api("/api/v1/connection"))
+            .bearer_auth(&admin)
+            .json_body(&json!([{"name": "ci-test", "disabled": disabled}]))
+    };
+    let (status, body) = send(set_disabled(true)).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["failed"], json!([]), "{body}");
+    eventually("the unscheduling", || async {
+        daemon.log().contains("Unscheduled.").then_some(())
+    })
+    .await;
+    eventually("no run in progress", || async {
+        runs(h).iter().all(|r| r.2 != "running").then_some(())
+    })
+    .await;
+    let settled = finished(h);
+
+    let (status, body) = send(set_disabled(false)).await;
+    assert_eq!(status, 200, "{body}");
+    eventually("a run after enabling", || async {
+        (finished(h) > settled).then_some(())
+    })
+    .await;
+    let log = daemon.log();
+    assert!(
+        !log.contains("could not start"),
+        "a firing on the disabled connection was attempted:\n{log}"
+    );
+    assert!(
+        runs(h).iter().all(|r| r.2 == "success" || r.2 == "running"),
+        "{:?}",
+        runs(h)
+    );
+    assert_eq!(daemon.terminate().await, 0);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_interval_integration_that_never_ran_gets_one_catch_up_run() {
     let server = FixtureServer::start(FixtureSet::Day1)

@@ -282,6 +282,10 @@ pub async fn patch(
             }),
         }
     }
+    if !result.succeeded.is_empty() {
+        // A connection enabled or disabled changes what is scheduled.
+        state.shared.changed.notify_one();
+    }
     Ok(ok(StatusCode::OK, result))
 }
 
