@@ -160,3 +160,78 @@ async fn ctrl_c_aborts_a_cli_sync_and_releases_its_lease() {
     assert_eq!(lease_count(h), 0, "the lease was released");
     server.clear_faults();
 }
+
+/// A run whose lease another process took over while it collected (its
+/// lease expired, say, while a request hung) writes nothing: the check right
+/// before the commit finds the lease gone, the run is recorded aborted, and
+/// the new holder's lease is left alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_whose_lease_was_taken_over_commits_nothing() {
+    let server = FixtureServer::start(FixtureSet::Day1)
+        .await
+        .expect("server");
+    let home = tempfile::tempdir().expect("tempdir");
+    let h = home.path();
+    setup(h, &server.base_url(), "DISABLED").await;
+    server.inject("/api/v2/workflow/*", sextant::fixtures::Fault::Hang);
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_sextant"))
+        .arg("--home")
+        .arg(h)
+        .args(["sync", "acme"])
+        .env_remove("SEXTANT_MASTER_KEY")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    crate::support::eventually("a hung request", || async {
+        server
+            .requests()
+            .iter()
+            .any(|r| r.contains("/api/v2/workflow/"))
+            .then_some(())
+    })
+    .await;
+    // Another process reclaims the lease (as if it had expired).
+    let db = rusqlite::Connection::open(h.join("sextant.db")).expect("db");
+    let taken = db
+        .execute(
+            "UPDATE run_leases SET holder = 'daemon:pid9:takeover', expires_ms = expires_ms + 3600000
+             WHERE integration = 'acme'",
+            [],
+        )
+        .expect("take the lease over");
+    assert_eq!(taken, 1, "the sync held a lease");
+    server.clear_faults();
+    let out = tokio::task::spawn_blocking(move || child.wait_with_output())
+        .await
+        .expect("join")
+        .expect("output");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("lost its lease (it expired and another process took it)"),
+        "{stderr}"
+    );
+    let all = runs(h);
+    assert_eq!(all.len(), 1, "{all:?}");
+    assert_eq!(all[0].2, "aborted", "{all:?}");
+    assert!(
+        all[0].3.as_deref().is_some_and(|e| e.contains("lost its lease")),
+        "{all:?}"
+    );
+    let count = |table: &str| -> i64 {
+        db.query_row(&format!("SELECT COUNT(*) FROM {table}"), [], |r| r.get(0))
+            .expect("count")
+    };
+    assert_eq!(count("entities"), 0, "nothing of the graph was written");
+    assert_eq!(count("relationships"), 0);
+    assert_eq!(count("event_batches") + count("events"), 0, "no event");
+    let holder: String = db
+        .query_row(
+            "SELECT holder FROM run_leases WHERE integration = 'acme'",
+            [],
+            |r| r.get(0),
+        )
+        .expect("the new holder's lease");
+    assert_eq!(holder, "daemon:pid9:takeover");
+}
