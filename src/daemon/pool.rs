@@ -65,6 +65,26 @@ impl StorePool {
         })
         .await?
     }
+
+    /// Runs `f`'s future — a service call that mixes SQLite and a file read
+    /// (the master key) with awaits (a connection's verification request) —
+    /// on a blocking thread with a pooled store, so none of its blocking
+    /// work stalls an async worker.
+    pub async fn with_async<R, E, F, Fut>(self: &Arc<Self>, f: F) -> Result<R, E>
+    where
+        F: FnOnce(Pooled) -> Fut + Send + 'static,
+        Fut: Future<Output = Result<R, E>>,
+        R: Send + 'static,
+        E: From<StoreError> + From<tokio::task::JoinError> + Send + 'static,
+    {
+        let pool = Arc::clone(self);
+        let runtime = tokio::runtime::Handle::current();
+        tokio::task::spawn_blocking(move || {
+            let store = pool.checkout()?;
+            runtime.block_on(f(store))
+        })
+        .await?
+    }
 }
 
 impl Deref for Pooled {

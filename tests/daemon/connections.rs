@@ -250,3 +250,48 @@ async fn fides_shaped_connection_endpoints_round_trip() {
     }
     assert!(!log.contains(FIXTURE_TOKEN) && !log.contains(WRONG_TOKEN) && !log.contains(&all));
 }
+
+/// Connection writes run on blocking threads: while another process holds
+/// the database's write lock, PATCHes wait for it without taking the
+/// daemon's async workers, so other requests are still answered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connection_writes_waiting_on_a_locked_database_do_not_stall_the_api() {
+    let server = FixtureServer::start(FixtureSet::Day1)
+        .await
+        .expect("server");
+    let home = tempfile::tempdir().expect("tempdir");
+    let h = home.path();
+    crate::support::setup(h, &server.base_url(), "DISABLED").await;
+    let admin = token(h, "bot-conn", &["connections:read-update"]).await;
+    let daemon = Daemon::start(h, "5s");
+    let http = client();
+
+    let lock = rusqlite::Connection::open(h.join("sextant.db")).expect("db");
+    lock.execute_batch("BEGIN IMMEDIATE")
+        .expect("hold the write lock");
+    // More waiting writes than the daemon has async workers (two).
+    let patches: Vec<_> = (0..4)
+        .map(|n| {
+            let request = http
+                .patch(daemon.api("/api/v1/connection"))
+                .bearer_auth(&admin)
+                .json_body(&json!([{"name": "ci-test", "description": format!("edit {n}")}]));
+            tokio::spawn(send(request))
+        })
+        .collect();
+    // Let them reach the lock (a settle delay, not a timing assertion).
+    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    let (status, _) = send(http.get(daemon.api("/healthz"))).await;
+    assert_eq!(status, 200);
+    assert!(
+        patches.iter().all(|p| !p.is_finished()),
+        "the writes were answered before the lock was released: they timed out, blocking the API meanwhile"
+    );
+    lock.execute_batch("COMMIT").expect("release the lock");
+    for patch in patches {
+        let (status, body) = patch.await.expect("join");
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body["failed"], json!([]), "{body}");
+    }
+    assert_eq!(daemon.terminate().await, 0);
+}

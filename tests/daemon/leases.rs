@@ -216,7 +216,10 @@ async fn a_run_whose_lease_was_taken_over_commits_nothing() {
     assert_eq!(all.len(), 1, "{all:?}");
     assert_eq!(all[0].2, "aborted", "{all:?}");
     assert!(
-        all[0].3.as_deref().is_some_and(|e| e.contains("lost its lease")),
+        all[0]
+            .3
+            .as_deref()
+            .is_some_and(|e| e.contains("lost its lease")),
         "{all:?}"
     );
     let count = |table: &str| -> i64 {

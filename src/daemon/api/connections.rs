@@ -3,6 +3,8 @@
 //! test, delete, and connection types with their secret schemas. Every
 //! route calls `connection::service`, as the CLI does.
 
+use std::sync::Arc;
+
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -232,56 +234,63 @@ pub async fn patch(
     }
 
     let verify = q.verify.unwrap_or(false);
-    let master = state.shared.master_key()?;
-    let mut store = state.shared.pool.checkout()?;
-    let mut result = BulkResult::default();
-    for (item, exists) in items.into_iter().zip(existing) {
-        let data = json!({
-            "key": item.key, "name": item.name, "connection_type": item.connection_type,
-        });
-        let http = item.http();
-        let secrets_json = item.secrets.map(|s| Value::Object(s).to_string());
-        let outcome = if exists {
-            let id = item.key.or(item.name).unwrap_or_default();
-            update_one(
-                &mut store,
-                &master,
-                &id,
-                item.connection_type,
-                ConnectionUpdate {
-                    secrets_json,
-                    disabled: item.disabled,
-                    description: item.description,
-                    http,
-                },
-                verify,
-            )
-            .await
-        } else {
-            create_one(
-                &mut store,
-                &master,
-                NewConnection {
-                    name: item.name.unwrap_or_default(),
-                    key: item.key,
-                    ty: item.connection_type.unwrap_or_default(),
-                    description: item.description,
-                    secrets_json: secrets_json.unwrap_or_default(),
-                    http,
-                },
-                item.disabled,
-                verify,
-            )
-            .await
-        };
-        match outcome {
-            Ok(summary) => result.succeeded.push(summary),
-            Err(e) => result.failed.push(Failed {
-                message: e.to_string(),
-                data,
-            }),
-        }
-    }
+    let shared = Arc::clone(&state.shared);
+    let result = state
+        .shared
+        .pool
+        .with_async(move |mut store| async move {
+            let master = shared.master_key()?;
+            let mut result = BulkResult::default();
+            for (item, exists) in items.into_iter().zip(existing) {
+                let data = json!({
+                    "key": item.key, "name": item.name, "connection_type": item.connection_type,
+                });
+                let http = item.http();
+                let secrets_json = item.secrets.map(|s| Value::Object(s).to_string());
+                let outcome = if exists {
+                    let id = item.key.or(item.name).unwrap_or_default();
+                    update_one(
+                        &mut store,
+                        &master,
+                        &id,
+                        item.connection_type,
+                        ConnectionUpdate {
+                            secrets_json,
+                            disabled: item.disabled,
+                            description: item.description,
+                            http,
+                        },
+                        verify,
+                    )
+                    .await
+                } else {
+                    create_one(
+                        &mut store,
+                        &master,
+                        NewConnection {
+                            name: item.name.unwrap_or_default(),
+                            key: item.key,
+                            ty: item.connection_type.unwrap_or_default(),
+                            description: item.description,
+                            secrets_json: secrets_json.unwrap_or_default(),
+                            http,
+                        },
+                        item.disabled,
+                        verify,
+                    )
+                    .await
+                };
+                match outcome {
+                    Ok(summary) => result.succeeded.push(summary),
+                    Err(e) => result.failed.push(Failed {
+                        message: e.to_string(),
+                        data,
+                    }),
+                }
+            }
+            Ok::<_, ApiError>(result)
+        })
+        .await?;
     if !result.succeeded.is_empty() {
         // A connection enabled or disabled changes what is scheduled.
         state.shared.changed.notify_one();
@@ -356,13 +365,22 @@ pub async fn put_secret(
 ) -> Result<Response, ApiError> {
     auth(&state, &headers, &["connections:read-update"]).await?;
     let verify = q.verify.unwrap_or(true);
-    let master = state.shared.master_key()?;
-    let mut store = state.shared.pool.checkout()?;
     let update = ConnectionUpdate {
         secrets_json: Some(Value::Object(secrets).to_string()),
         ..ConnectionUpdate::default()
     };
-    match service::update_connection(&mut store, &master, &key, update, verify).await {
+    let shared = Arc::clone(&state.shared);
+    let updated = state
+        .shared
+        .pool
+        .with_async(move |mut store| async move {
+            let master = shared.master_key()?;
+            Ok::<_, ApiError>(
+                service::update_connection(&mut store, &master, &key, update, verify).await,
+            )
+        })
+        .await?;
+    match updated {
         Ok(summary) => Ok(test_answer(
             StatusCode::OK,
             format!("Secrets updated for connection {:?}.", summary.name),
@@ -390,9 +408,15 @@ pub async fn test(
     Path(key): Path<String>,
 ) -> Result<Response, ApiError> {
     auth(&state, &headers, &["connections:read"]).await?;
-    let master = state.shared.master_key()?;
-    let mut store = state.shared.pool.checkout()?;
-    let outcome = service::test_connection(&mut store, &master, &key).await?;
+    let shared = Arc::clone(&state.shared);
+    let outcome = state
+        .shared
+        .pool
+        .with_async(move |mut store| async move {
+            let master = shared.master_key()?;
+            Ok::<_, ApiError>(service::test_connection(&mut store, &master, &key).await?)
+        })
+        .await?;
     let (msg, status) = if outcome.succeeded {
         (
             format!("Test completed for connection {:?}.", outcome.connection),
