@@ -419,3 +419,50 @@ async fn bad_settings_are_config_errors_without_the_token() {
         "config"
     );
 }
+
+/// A base URL that could carry a token (user info, a query such as
+/// `?circle-token=…`) is refused without being echoed; other unusable base
+/// URLs are named with the fix.
+#[test]
+fn unusable_base_urls_are_refused_and_never_echo_a_token() {
+    let build = |base: &str| {
+        HttpClient::new(
+            HttpSource::new("ci-prod", base, "Circle-Token", TOKEN),
+            fast(),
+        )
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default()
+    };
+    let secret = "s3cr3t-token-value";
+    for (base, expected) in [
+        (
+            format!("https://circleci.com/api/v2?circle-token={secret}"),
+            "connection \"ci-prod\": invalid http settings: base URL must not have a query (?…) or a fragment (#…); give the API's address alone and put the token in the secrets",
+        ),
+        (
+            format!("https://circleci.com/api/v2#{secret}"),
+            "connection \"ci-prod\": invalid http settings: base URL must not have a query (?…) or a fragment (#…); give the API's address alone and put the token in the secrets",
+        ),
+        (
+            format!("https://user:{secret}@circleci.com/api/v2"),
+            "connection \"ci-prod\": invalid http settings: base URL must not contain credentials; put the token in the secrets",
+        ),
+        (
+            format!("ht tps://{secret}@bad"),
+            "connection \"ci-prod\": invalid http settings: base URL (not shown: it contains '@', '?' or '#') is not a URL: relative URL without a base",
+        ),
+        (
+            "circleci.com/api/v2".to_owned(),
+            "connection \"ci-prod\": invalid http settings: base URL \"circleci.com/api/v2\" is not a URL: relative URL without a base",
+        ),
+        (
+            "ftp://circleci.com/api".to_owned(),
+            "connection \"ci-prod\": invalid http settings: base URL \"ftp://circleci.com/api\" must be an http or https URL",
+        ),
+    ] {
+        let message = build(&base);
+        assert_eq!(message, expected, "for {base}");
+        assert!(!message.contains(secret), "{message}");
+    }
+}

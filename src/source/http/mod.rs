@@ -334,9 +334,10 @@ impl HttpClient {
             message,
         };
 
-        // The URL is echoed in errors only when it cannot hold credentials.
-        let shown = if base_url.contains('@') {
-            "(redacted: it contains '@')".to_owned()
+        // The URL is echoed in errors only when it cannot hold credentials:
+        // not in user info (`@`), not in a query (`?circle-token=…`).
+        let shown = if base_url.contains(['@', '?', '#']) {
+            "(not shown: it contains '@', '?' or '#')".to_owned()
         } else {
             format!("{base_url:?}")
         };
@@ -345,6 +346,14 @@ impl HttpClient {
         if !base_url.username().is_empty() || base_url.password().is_some() {
             return Err(bad(
                 "base URL must not contain credentials; put the token in the secrets".to_owned(),
+            ));
+        }
+        // A base URL has no use for a query or a fragment (paths are joined
+        // onto it, which drops them), and a query is where a token pasted
+        // with the URL would sit.
+        if base_url.query().is_some() || base_url.fragment().is_some() {
+            return Err(bad(
+                "base URL must not have a query (?…) or a fragment (#…); give the API's address alone and put the token in the secrets".to_owned(),
             ));
         }
         if !matches!(base_url.scheme(), "http" | "https") || base_url.cannot_be_a_base() {
