@@ -165,7 +165,7 @@ pub async fn patch(
 ) -> Result<Response, ApiError> {
     // Authenticate, then check every item and every scope it needs before
     // anything is written.
-    auth(&state, &headers, &[]).await?;
+    let token = auth(&state, &headers, &[]).await?;
     if items.is_empty() {
         return Err(ApiError::unprocessable(
             "the body is an empty list; send [{\"name\", \"connection_type\", \"secrets\"}, …]",
@@ -228,7 +228,9 @@ pub async fn patch(
     if needs_update {
         scopes.push("connections:read-update");
     }
-    auth(&state, &headers, &scopes).await?;
+    for scope in scopes {
+        crate::daemon::auth::require(&token, scope)?;
+    }
     if !problems.is_empty() {
         return Err(ApiError::unprocessable(problems.join("; ")));
     }
