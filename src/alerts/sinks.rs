@@ -500,11 +500,7 @@ mod tests {
             (422, false),
         ] {
             let status = StatusCode::from_u16(status).expect("status");
-            assert_eq!(
-                is_configuration_refusal(status),
-                configuration,
-                "{status}"
-            );
+            assert_eq!(is_configuration_refusal(status), configuration, "{status}");
         }
     }
 

@@ -38,7 +38,10 @@ pub enum SkipTarget {
 
 #[derive(Debug, thiserror::Error)]
 pub enum SkipError {
-    #[error("no sink named {name:?} in the config; {}", configured_sinks(configured))]
+    #[error(
+        "no sink named {name:?} in the config; {}",
+        configured_sinks(configured)
+    )]
     UnknownSink {
         name: String,
         configured: Vec<String>,
@@ -270,11 +273,9 @@ fn plan(
             configured: alerts.sinks.iter().map(|s| s.name.clone()).collect(),
         });
     }
-    let cursor: SinkCursor = store
-        .sink_cursor(sink)?
-        .ok_or_else(|| SkipError::NotUsed {
-            sink: sink.to_owned(),
-        })?;
+    let cursor: SinkCursor = store.sink_cursor(sink)?.ok_or_else(|| SkipError::NotUsed {
+        sink: sink.to_owned(),
+    })?;
     let rules = RuleSet::new(alerts.rules_for(sink));
     let nothing = |what: String| SkipError::NothingPending {
         sink: sink.to_owned(),
@@ -293,7 +294,14 @@ fn plan(
         let alerts = if n <= cursor.change_seq {
             Vec::new()
         } else {
-            pending(store, sink, &rules, Stream::Change, at(Stream::Change), Some(n))?
+            pending(
+                store,
+                sink,
+                &rules,
+                Stream::Change,
+                at(Stream::Change),
+                Some(n),
+            )?
         };
         if alerts.is_empty() {
             return Err(nothing(format!(

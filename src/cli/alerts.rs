@@ -130,13 +130,17 @@ fn skip(
         count(records.len())
     )?;
     print_plan(out, &plan)?;
-    writeln!(
-        out,
-        "{} cursor: {} (was {}); the next delivery continues after it",
-        plan.stream.as_str(),
-        plan.to.0,
-        plan.from.0
-    )?;
+    if let SkipTarget::Through(_) = target {
+        writeln!(
+            out,
+            "{} cursor: {} (was {}); the next delivery continues after it",
+            plan.stream.as_str(),
+            plan.to.0,
+            plan.from.0
+        )?;
+    } else {
+        writeln!(out, "the next delivery continues after it")?;
+    }
     Ok(0)
 }
 
