@@ -303,8 +303,9 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     // 10: alerts an operator skipped (`sextant alerts skip`): acknowledged
     // without delivery because the receiver refuses them. One row per alert,
     // so what a sink never delivered stays on record (`alerts list`).
+    // IF NOT EXISTS: tests rewind user_version to replay older steps.
     "
-    CREATE TABLE alert_skips (
+    CREATE TABLE IF NOT EXISTS alert_skips (
         id         INTEGER PRIMARY KEY,
         sink       TEXT    NOT NULL,
         alert_id   TEXT    NOT NULL,
@@ -314,7 +315,7 @@ pub(crate) const MIGRATIONS: &[&str] = &[
         skipped_at TEXT    NOT NULL,
         skipped_by TEXT    NOT NULL
     );
-    CREATE INDEX alert_skips_by_sink ON alert_skips (sink, id);
+    CREATE INDEX IF NOT EXISTS alert_skips_by_sink ON alert_skips (sink, id);
     ",
 ];
 
