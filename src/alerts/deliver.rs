@@ -73,6 +73,9 @@ pub struct Deliverer {
     client: OnceLock<reqwest::Client>,
     stdout: SharedWriter,
     batch: usize,
+    /// The caller prints sink failures itself (`sextant sync`): the pass
+    /// logs them at debug instead of warn, so each is shown once.
+    caller_reports_failures: bool,
 }
 
 impl Default for Deliverer {
@@ -96,7 +99,16 @@ impl Deliverer {
             client: OnceLock::new(),
             stdout,
             batch: 1000,
+            caller_reports_failures: false,
         }
+    }
+
+    /// For callers that show the report's sink failures themselves: the
+    /// pass then logs them at debug level instead of as warnings, so a
+    /// terminal shows each failure once.
+    pub fn caller_reports_failures(mut self) -> Self {
+        self.caller_reports_failures = true;
+        self
     }
 
     /// Events read per batch (at least 1).
@@ -161,6 +173,9 @@ impl Deliverer {
         for report in &sinks {
             store.set_sink_error(&report.sink, report.error.as_deref())?;
             match &report.error {
+                Some(error) if self.caller_reports_failures => {
+                    tracing::debug!(sink = %report.sink, delivered = report.delivered, %error, "Alert sink failed; its alerts stay queued.")
+                }
                 Some(error) => {
                     tracing::warn!(sink = %report.sink, delivered = report.delivered, %error, "Alert sink failed; its alerts stay queued.")
                 }
@@ -293,42 +308,14 @@ impl Pass<'_, '_> {
     /// Reads the next batch and the baselines of its integrations.
     async fn load(&mut self, stream: Stream, after: u64) -> Result<Vec<AlertEvent>, String> {
         let store = self.store.lock().await;
-        let batch = self.deliverer.batch;
-        let events: Vec<AlertEvent> = match stream {
-            Stream::Change => store
-                .events(after, None, batch)
-                .map_err(store_error)?
-                .into_iter()
-                .map(AlertEvent::Change)
-                .collect(),
-            Stream::System => store
-                .system_events(after, batch)
-                .map_err(store_error)?
-                .into_iter()
-                .map(AlertEvent::System)
-                .collect(),
-        };
-        if stream == Stream::Change {
-            for event in &events {
-                if let Some(integration) = event.integration()
-                    && !self.first_syncs.contains_key(integration)
-                {
-                    let first = store.first_sync_id(integration).map_err(store_error)?;
-                    self.first_syncs.insert(integration.to_owned(), first);
-                }
-            }
-        }
-        Ok(events)
-    }
-
-    fn is_baseline(&self, event: &AlertEvent) -> bool {
-        match event {
-            AlertEvent::Change(e) => self
-                .first_syncs
-                .get(&e.integration)
-                .is_some_and(|first| *first == Some(e.sync_id)),
-            AlertEvent::System(_) => false,
-        }
+        load_batch(
+            &store,
+            stream,
+            after,
+            self.deliverer.batch,
+            &mut self.first_syncs,
+        )
+        .map_err(store_error)
     }
 
     fn target(&mut self) -> Result<&mut Target, String> {
@@ -369,18 +356,14 @@ impl Pass<'_, '_> {
             let Some(last) = events.last().map(AlertEvent::seq) else {
                 return Ok(());
             };
-            let mut todo: Vec<(&AlertEvent, &Rule)> = Vec::new();
-            for event in &events {
-                matched.clear();
-                self.rules.matching_into(event, &mut matched);
-                for rule in matched.iter().copied() {
-                    let acknowledged = event.seq() == seq + 1 && done.contains(&rule.name);
-                    if acknowledged || (!rule.first_sync && self.is_baseline(event)) {
-                        continue;
-                    }
-                    todo.push((event, rule));
-                }
-            }
+            let todo = owed(
+                &events,
+                &self.rules,
+                seq,
+                &done,
+                &self.first_syncs,
+                &mut matched,
+            );
             let name = self.sink.name.clone();
             let payloads: Vec<AlertPayload<'_>> = todo
                 .iter()
@@ -418,4 +401,76 @@ impl Pass<'_, '_> {
             }
         }
     }
+}
+
+/// Reads the events of `stream` after `after` (at most `batch`), and notes
+/// in `first_syncs` the baseline sync of each integration they belong to.
+pub(crate) fn load_batch(
+    store: &Store,
+    stream: Stream,
+    after: u64,
+    batch: usize,
+    first_syncs: &mut HashMap<String, Option<i64>>,
+) -> Result<Vec<AlertEvent>, StoreError> {
+    let events: Vec<AlertEvent> = match stream {
+        Stream::Change => store
+            .events(after, None, batch)?
+            .into_iter()
+            .map(AlertEvent::Change)
+            .collect(),
+        Stream::System => store
+            .system_events(after, batch)?
+            .into_iter()
+            .map(AlertEvent::System)
+            .collect(),
+    };
+    if stream == Stream::Change {
+        for event in &events {
+            if let Some(integration) = event.integration()
+                && !first_syncs.contains_key(integration)
+            {
+                let first = store.first_sync_id(integration)?;
+                first_syncs.insert(integration.to_owned(), first);
+            }
+        }
+    }
+    Ok(events)
+}
+
+/// Whether `event` belongs to its integration's first sync (a baseline).
+fn is_baseline(first_syncs: &HashMap<String, Option<i64>>, event: &AlertEvent) -> bool {
+    match event {
+        AlertEvent::Change(e) => first_syncs
+            .get(&e.integration)
+            .is_some_and(|first| *first == Some(e.sync_id)),
+        AlertEvent::System(_) => false,
+    }
+}
+
+/// The alerts a sink still owes for `events`, in delivery order: each
+/// matching rule of each event, except the rules in `done` for event
+/// `seq + 1` (already acknowledged) and baseline events of rules without
+/// `first_sync`. Delivery and `alerts skip` both walk a sink's backlog with
+/// it, so they agree on what is pending.
+pub(crate) fn owed<'e, 'r>(
+    events: &'e [AlertEvent],
+    rules: &RuleSet<'r>,
+    seq: u64,
+    done: &[String],
+    first_syncs: &HashMap<String, Option<i64>>,
+    matched: &mut Vec<&'r Rule>,
+) -> Vec<(&'e AlertEvent, &'r Rule)> {
+    let mut todo = Vec::new();
+    for event in events {
+        matched.clear();
+        rules.matching_into(event, matched);
+        for rule in matched.iter().copied() {
+            let acknowledged = event.seq() == seq + 1 && done.contains(&rule.name);
+            if acknowledged || (!rule.first_sync && is_baseline(first_syncs, event)) {
+                continue;
+            }
+            todo.push((event, rule));
+        }
+    }
+    todo
 }

@@ -279,8 +279,30 @@ impl fmt::Debug for Webhook {
 }
 
 enum Attempt {
+    /// The sink cannot deliver anything as configured (URL, secret).
     Fatal(String),
+    /// The receiver refused this alert (a 4xx that is not about the
+    /// configuration): the answer to resend is the same, so it is not
+    /// retried, and the operator may skip it.
+    Refused(String),
     Transient(String, Option<Duration>),
+}
+
+/// Whether a 4xx answer says the sink is misconfigured (wrong address,
+/// credentials or proxy: every alert would get it) rather than that the
+/// receiver refuses this one alert. 405 and 410 belong here too: a wrong
+/// path, or an endpoint that is gone (Slack answers 410 for an archived
+/// channel), refuses every alert alike.
+pub fn is_configuration_refusal(status: StatusCode) -> bool {
+    matches!(
+        status,
+        StatusCode::UNAUTHORIZED
+            | StatusCode::FORBIDDEN
+            | StatusCode::NOT_FOUND
+            | StatusCode::METHOD_NOT_ALLOWED
+            | StatusCode::PROXY_AUTHENTICATION_REQUIRED
+            | StatusCode::GONE
+    )
 }
 
 impl Webhook {
@@ -353,6 +375,19 @@ impl Webhook {
                 Err(Attempt::Fatal(why)) => {
                     return Err(SinkError::new(format!("webhook {}: {why}", self.shown)));
                 }
+                Err(Attempt::Refused(why)) => {
+                    let system = if alert.stream == Stream::System {
+                        " --system"
+                    } else {
+                        ""
+                    };
+                    return Err(SinkError::new(format!(
+                        "webhook {}: {why} to alert {}: the receiver refuses this alert, and the \
+                         alerts after it wait behind it; fix what the receiver objects to, or \
+                         move past it with: sextant alerts skip {}{system}",
+                        self.shown, alert.id, alert.sink
+                    )));
+                }
                 Err(Attempt::Transient(why, retry_after)) => (why, retry_after),
             };
             let Some(delay) = backoff.next() else {
@@ -423,10 +458,12 @@ impl Webhook {
             Err(Attempt::Fatal(format!(
                 "{why} (a redirect); set url to the final address"
             )))
-        } else {
+        } else if is_configuration_refusal(status) {
             Err(Attempt::Fatal(format!(
                 "{why}; check the receiver's URL and secret, then retry with the next delivery"
             )))
+        } else {
+            Err(Attempt::Refused(why))
         }
     }
 }
@@ -445,6 +482,26 @@ mod tests {
             sig,
             "e33f91577b90d4b3bbd73cb61803074f1965d27701b5527942dd9ea9443af37c"
         );
+    }
+
+    #[test]
+    fn only_answers_about_the_configuration_stop_short_of_a_skip_hint() {
+        for (status, configuration) in [
+            (401, true),
+            (403, true),
+            (404, true),
+            (405, true),
+            (407, true),
+            (410, true),
+            (400, false),
+            (409, false),
+            (413, false),
+            (415, false),
+            (422, false),
+        ] {
+            let status = StatusCode::from_u16(status).expect("status");
+            assert_eq!(is_configuration_refusal(status), configuration, "{status}");
+        }
     }
 
     #[test]

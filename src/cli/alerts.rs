@@ -1,8 +1,9 @@
-//! `sextant alerts list|test`: tools for rule authors. `list` shows the
-//! rules, the sinks and how far each sink got; `test` evaluates one rule
-//! against saved events (JSON lines) and sends nothing.
+//! `sextant alerts list|test|skip`: tools for rule authors and operators.
+//! `list` shows the rules, the sinks and how far each sink got; `test`
+//! evaluates one rule against saved events (JSON lines) and sends nothing;
+//! `skip` moves a sink past alerts its receiver refuses (`alerts::skip`).
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader, IsTerminal, Write};
 use std::path::PathBuf;
 
 use anyhow::Context as _;
@@ -12,6 +13,7 @@ use serde_json::{Value, json};
 use super::Context;
 use crate::alerts::rules::Start;
 use crate::alerts::sinks::AlertPayload;
+use crate::alerts::skip::{SkipPlan, SkipSession, SkipTarget};
 use crate::alerts::{AlertEvent, AlertsConfig};
 
 #[derive(Debug, Subcommand)]
@@ -38,6 +40,28 @@ pub enum AlertsCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Acknowledge a sink's next alert without delivering it, when its
+    /// receiver refuses that alert for good (a 400, 422, …) and holds back
+    /// every alert after it. Each skipped alert is recorded and shown by
+    /// `alerts list`.
+    ///
+    /// Without flags: the alert the next delivery would send (change events
+    /// first). --system: the next alert of a system event (a failed sync, a
+    /// connection test). --through SEQ: every pending alert of change events
+    /// up to SEQ. Refused while another process delivers alerts.
+    Skip {
+        /// The sink's name, as in the config.
+        sink: String,
+        /// Skip every pending alert of change events up to this seq.
+        #[arg(long, value_name = "SEQ", conflicts_with = "system")]
+        through: Option<u64>,
+        /// Skip the next alert of a system event instead.
+        #[arg(long)]
+        system: bool,
+        /// Do not ask for confirmation (needed when not on a terminal).
+        #[arg(long)]
+        yes: bool,
+    },
 }
 
 pub fn run(cx: &Context, cmd: AlertsCommand) -> anyhow::Result<i32> {
@@ -45,7 +69,107 @@ pub fn run(cx: &Context, cmd: AlertsCommand) -> anyhow::Result<i32> {
     match cmd {
         AlertsCommand::List { json } => list(cx, &config.alerts, json),
         AlertsCommand::Test { rule, events, json } => test(&config.alerts, &rule, &events, json),
+        AlertsCommand::Skip {
+            sink,
+            through,
+            system,
+            yes,
+        } => {
+            let target = match (through, system) {
+                (Some(seq), _) => SkipTarget::Through(seq),
+                (None, true) => SkipTarget::SystemHead,
+                (None, false) => SkipTarget::Head,
+            };
+            skip(cx, &config.alerts, &sink, target, yes)
+        }
     }
+}
+
+fn skip(
+    cx: &Context,
+    alerts: &AlertsConfig,
+    sink: &str,
+    target: SkipTarget,
+    yes: bool,
+) -> anyhow::Result<i32> {
+    let mut store = cx.store()?;
+    let session = SkipSession::start(&mut store)?;
+    let plan = session.plan(alerts, sink, target)?;
+    let out = &mut std::io::stdout().lock();
+    if !yes {
+        writeln!(
+            out,
+            "{} of sink {sink:?} would be skipped: acknowledged, never delivered:",
+            count(plan.alerts.len())
+        )?;
+        print_plan(out, &plan)?;
+        out.flush()?;
+        if !std::io::stdin().is_terminal() {
+            let mut command = format!("sextant alerts skip {sink}");
+            match target {
+                SkipTarget::Head => {}
+                SkipTarget::SystemHead => command.push_str(" --system"),
+                SkipTarget::Through(seq) => command.push_str(&format!(" --through {seq}")),
+            }
+            anyhow::bail!(
+                "nothing skipped: standard input is not a terminal to confirm on; add --yes: {command} --yes"
+            );
+        }
+        eprint!("Skip {}? [y/N] ", count(plan.alerts.len()));
+        let mut answer = String::new();
+        std::io::stdin().read_line(&mut answer)?;
+        if !matches!(answer.trim(), "y" | "Y" | "yes" | "YES" | "Yes") {
+            writeln!(out, "Nothing skipped.")?;
+            return Ok(1);
+        }
+    }
+    let records = session.apply(&plan)?;
+    writeln!(
+        out,
+        "skipped {} of sink {sink:?} (never delivered; recorded, see sextant alerts list):",
+        count(records.len())
+    )?;
+    print_plan(out, &plan)?;
+    if let SkipTarget::Through(_) = target {
+        writeln!(
+            out,
+            "{} cursor: {} (was {}); the next delivery continues after it",
+            plan.stream.as_str(),
+            plan.to.0,
+            plan.from.0
+        )?;
+    } else {
+        writeln!(out, "the next delivery continues after it")?;
+    }
+    Ok(0)
+}
+
+fn count(n: usize) -> String {
+    if n == 1 {
+        "1 alert".to_owned()
+    } else {
+        format!("{n} alerts")
+    }
+}
+
+/// One line per alert (the first 50, then a count): id, rule, event.
+fn print_plan(out: &mut dyn Write, plan: &SkipPlan) -> std::io::Result<()> {
+    const SHOWN: usize = 50;
+    for alert in plan.alerts.iter().take(SHOWN) {
+        writeln!(
+            out,
+            "  {}  rule {} · {} event {} · {}",
+            alert.id,
+            alert.rule,
+            alert.stream.as_str(),
+            alert.seq,
+            alert.summary
+        )?;
+    }
+    if plan.alerts.len() > SHOWN {
+        writeln!(out, "  … and {} more", plan.alerts.len() - SHOWN)?;
+    }
+    Ok(())
 }
 
 fn list(cx: &Context, alerts: &AlertsConfig, as_json: bool) -> anyhow::Result<i32> {
@@ -55,6 +179,7 @@ fn list(cx: &Context, alerts: &AlertsConfig, as_json: bool) -> anyhow::Result<i3
     let mut sinks = Vec::new();
     for sink in &alerts.sinks {
         let cursor = store.sink_cursor(&sink.name)?;
+        let skips = store.sink_skips(&sink.name)?;
         let start = match sink.start {
             Start::End => "end",
             Start::Beginning => "beginning",
@@ -72,6 +197,8 @@ fn list(cx: &Context, alerts: &AlertsConfig, as_json: bool) -> anyhow::Result<i3
             "last_delivered_at": cursor.as_ref().and_then(|c| c.last_delivered_at.clone()),
             "last_error": cursor.as_ref().and_then(|c| c.last_error.clone()),
             "failing_since": cursor.as_ref().and_then(|c| c.failing_since.clone()),
+            "skipped": skips.count,
+            "last_skipped": skips.last,
         }));
     }
     let rules: Vec<Value> = alerts
@@ -158,6 +285,17 @@ fn list(cx: &Context, alerts: &AlertsConfig, as_json: bool) -> anyhow::Result<i3
                         .map(|t| format!(", last at {t}"))
                         .unwrap_or_default()
                 )?;
+                let skips = store.sink_skips(&sink.name)?;
+                if let Some(last) = &skips.last {
+                    writeln!(
+                        out,
+                        "      skipped {} (sextant alerts skip), last {} at {} by {}",
+                        count(usize::try_from(skips.count).unwrap_or(usize::MAX)),
+                        last.id,
+                        last.skipped_at,
+                        last.skipped_by
+                    )?;
+                }
                 if let Some(error) = &c.last_error {
                     writeln!(
                         out,

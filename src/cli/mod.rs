@@ -59,7 +59,8 @@ pub enum Command {
     /// Read change events (JSON lines).
     #[command(subcommand)]
     Events(events::EventsCommand),
-    /// Alert rules and sinks: list them with each sink's cursor, or test a rule.
+    /// Alert rules and sinks: list them with each sink's cursor, test a rule,
+    /// or skip alerts a sink's receiver refuses.
     #[command(subcommand)]
     Alerts(alerts::AlertsCommand),
     /// Connection types and the fields of their secrets.

@@ -57,7 +57,8 @@ pub fn run(cx: &Context, args: SyncArgs) -> anyhow::Result<i32> {
         } else {
             Box::new(std::io::stdout())
         };
-        let deliverer = Deliverer::new(Arc::new(Mutex::new(out)));
+        // The failures are printed below, once; not logged as warnings too.
+        let deliverer = Deliverer::new(Arc::new(Mutex::new(out))).caller_reports_failures();
         let delivery = runtime.block_on(deliverer.deliver_pending(&mut store, &config.alerts))?;
         for failed in delivery.failed() {
             eprintln!(

@@ -300,6 +300,23 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     DROP TABLE relationships;
     ALTER TABLE relationships_9 RENAME TO relationships;
     ",
+    // 10: alerts an operator skipped (`sextant alerts skip`): acknowledged
+    // without delivery because the receiver refuses them. One row per alert,
+    // so what a sink never delivered stays on record (`alerts list`).
+    // IF NOT EXISTS: tests rewind user_version to replay older steps.
+    "
+    CREATE TABLE IF NOT EXISTS alert_skips (
+        id         INTEGER PRIMARY KEY,
+        sink       TEXT    NOT NULL,
+        alert_id   TEXT    NOT NULL,
+        stream     TEXT    NOT NULL,
+        seq        INTEGER NOT NULL,
+        rule       TEXT    NOT NULL,
+        skipped_at TEXT    NOT NULL,
+        skipped_by TEXT    NOT NULL
+    );
+    CREATE INDEX IF NOT EXISTS alert_skips_by_sink ON alert_skips (sink, id);
+    ",
 ];
 
 /// Brings the database to the latest schema, refusing one that is newer.

@@ -4,7 +4,8 @@
 //! `migrations` creates and upgrades the schema · `graph` loads the diff
 //! index and exports · `write` writes a plan's rows and events · `events`
 //! builds and reads change events · `runs` records sync runs and ties a
-//! commit together · `sinks` keeps alert sinks' cursors and system events.
+//! commit together · `sinks` keeps alert sinks' cursors and system events ·
+//! `skips` the alerts operators skipped.
 //!
 //! Invariant: a run's graph changes and its change events are written in one
 //! `BEGIN IMMEDIATE` transaction, so a crash leaves the previous state and the
@@ -18,6 +19,7 @@ mod leases;
 mod migrations;
 mod runs;
 mod sinks;
+mod skips;
 mod tokens;
 mod write;
 
@@ -33,6 +35,7 @@ pub use http_cache::HttpCacheRow;
 pub use leases::{ABANDONED, LeaseRecord};
 pub use runs::RunRecord;
 pub use sinks::SinkCursor;
+pub use skips::{SkipRecord, SkipSummary};
 pub use tokens::TokenRecord;
 pub(crate) use tokens::time_after;
 
