@@ -913,3 +913,36 @@ fn a_run_still_going_during_a_pass_is_reported_when_it_fails() {
         .expect("finish");
     assert_eq!(store.record_system_events().expect("pass"), 1);
 }
+
+/// A receiver nobody listens on: the sink's error says why the request
+/// failed (the OS's "connection refused", from the cause chain) and never
+/// the URL's secret path.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_webhook_names_the_cause() {
+    let home = tempfile::tempdir().expect("tempdir");
+    let db = home.path().join("sextant.db");
+    drop(two_days(&db).await);
+    // A port that was just free: nothing listens there now.
+    let addr = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port");
+    let url = format!("http://{addr}/hooks/{URL_TOKEN}");
+    let secret_file = home.path().join("webhook.secret");
+    std::fs::write(&secret_file, SECRET).expect("secret file");
+    let sink_yaml = webhook_sink(&url, 0).replace(
+        &format!("env:{SECRET_ENV}"),
+        &format!("file:{}", secret_file.display()),
+    );
+    let yaml = format!("sinks:\n{sink_yaml}{}", rules("[hook]"));
+    let report = deliver(&db, &alerts(&yaml)).await;
+    let error = sink(&report, "hook")
+        .error
+        .clone()
+        .expect("the webhook failed");
+    assert!(
+        error.contains("request failed: error sending request")
+            && error.to_lowercase().contains("connection refused"),
+        "{error}"
+    );
+    assert!(!error.contains(URL_TOKEN), "{error}");
+}

@@ -436,7 +436,10 @@ impl Webhook {
             }
             Err(e) => {
                 return Err(Attempt::Transient(
-                    format!("request failed: {}", e.without_url()),
+                    format!(
+                        "request failed: {}",
+                        crate::source::http::transport_message(e)
+                    ),
                     None,
                 ));
             }

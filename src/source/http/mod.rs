@@ -53,7 +53,7 @@ pub use cache::{CachedResponse, ResponseCache};
 pub use error::HttpError;
 pub use paginate::{Pages, Pagination, next_link};
 pub use path::{encode_path, encode_segment};
-pub(crate) use retry::retry_after;
+pub(crate) use retry::{retry_after, transport_message};
 pub use stats::{RequestCounts, RequestStats};
 
 /// What a source supplies to talk to its API. Holds the secret, so its

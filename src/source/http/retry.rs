@@ -462,22 +462,29 @@ fn backoff_builder(config: &super::HttpConfig) -> ExponentialBuilder {
     }
 }
 
-/// Timeouts and transport errors are retried; the message leaves out the
-/// URL (it is in the endpoint already) and walks the cause chain, which is
+/// A transport error without its URL (the caller names the endpoint; a URL
+/// may carry what should not be shown) and with its cause chain, which is
 /// where "connection refused" lives.
+pub fn transport_message(e: reqwest::Error) -> String {
+    let e = e.without_url();
+    let mut message = e.to_string();
+    let mut source = std::error::Error::source(&e);
+    while let Some(cause) = source {
+        message.push_str(": ");
+        message.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    message
+}
+
+/// Timeouts and transport errors are retried, with [`transport_message`].
 fn transport_failure(e: reqwest::Error) -> Failure {
     let why = if e.is_timeout() {
         Transient::Timeout
     } else {
-        let e = e.without_url();
-        let mut message = e.to_string();
-        let mut source = std::error::Error::source(&e);
-        while let Some(cause) = source {
-            message.push_str(": ");
-            message.push_str(&cause.to_string());
-            source = cause.source();
+        Transient::Connect {
+            message: transport_message(e),
         }
-        Transient::Connect { message }
     };
     Failure::Transient {
         why,
