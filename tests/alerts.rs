@@ -946,3 +946,126 @@ async fn an_unreachable_webhook_names_the_cause() {
     );
     assert!(!error.contains(URL_TOKEN), "{error}");
 }
+
+/// `format: slack` sends each alert as `{"text": "*[SEVERITY] rule*: summary"}`,
+/// signed like any webhook, in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slack_webhook_gets_one_text_message_per_alert() {
+    let home = tempfile::tempdir().expect("tempdir");
+    let db = home.path().join("sextant.db");
+    drop(two_days(&db).await);
+    let receiver = Receiver::start().await;
+    let secret_file = home.path().join("webhook.secret");
+    std::fs::write(&secret_file, SECRET).expect("secret file");
+    let sink_yaml = webhook_sink(&receiver.url, 0).replace(
+        &format!("env:{SECRET_ENV}"),
+        &format!("file:{}", secret_file.display()),
+    ) + "    format: slack\n";
+    let yaml = format!("sinks:\n{sink_yaml}{}", rules("[hook]"));
+    let report = deliver(&db, &alerts(&yaml)).await;
+    assert_eq!(sink(&report, "hook").error, None);
+    let accepted = receiver.accepted();
+    assert_eq!(accepted.len(), EXPECTED.len());
+    for (received, (rule, summary)) in accepted.iter().zip(EXPECTED) {
+        assert_signed(received);
+        let body = received.json();
+        let fields: Vec<&String> = body.as_object().expect("an object").keys().collect();
+        assert_eq!(fields, ["text"], "{body}");
+        let text = body["text"].as_str().expect("text");
+        let severity = match *rule {
+            "context-variable-added-or-removed" | "job-failed" => "HIGH",
+            "production-context-variable-added" => "CRITICAL",
+            // new-user says medium; the others leave the default, medium.
+            _ => "MEDIUM",
+        };
+        assert_eq!(text, format!("*[{severity}] {rule}*: {summary}"));
+    }
+}
+
+/// A receiver that redirects is not followed (a signed POST is not re-sent
+/// elsewhere): the sink says to set the final address, and keeps the alerts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redirecting_webhook_is_not_followed_and_says_how_to_fix_it() {
+    let home = tempfile::tempdir().expect("tempdir");
+    let db = home.path().join("sextant.db");
+    drop(two_days(&db).await);
+    let hits = Arc::new(AtomicUsize::new(0));
+    let counted = Arc::clone(&hits);
+    let app = Router::new().route(
+        "/hooks/{token}",
+        post(move || {
+            counted.fetch_add(1, Ordering::SeqCst);
+            async {
+                (
+                    StatusCode::TEMPORARY_REDIRECT,
+                    [("location", "http://127.0.0.1:9/elsewhere")],
+                )
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("address");
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    let secret_file = home.path().join("webhook.secret");
+    std::fs::write(&secret_file, SECRET).expect("secret file");
+    let url = format!("http://{addr}/hooks/{URL_TOKEN}");
+    let sink_yaml = webhook_sink(&url, 2).replace(
+        &format!("env:{SECRET_ENV}"),
+        &format!("file:{}", secret_file.display()),
+    );
+    let yaml = format!("sinks:\n{sink_yaml}{}", rules("[hook]"));
+    let report = deliver(&db, &alerts(&yaml)).await;
+    let hook = sink(&report, "hook");
+    assert_eq!(hook.delivered, 0);
+    let error = hook.error.clone().expect("refused");
+    assert!(
+        error
+            .contains("answered 307 Temporary Redirect (a redirect); set url to the final address"),
+        "{error}"
+    );
+    assert!(!error.contains(URL_TOKEN), "{error}");
+    assert_eq!(hits.load(Ordering::SeqCst), 1, "not retried, not followed");
+    let store = Store::open(&db).expect("store");
+    let cursor = store
+        .sink_cursor("hook")
+        .expect("read")
+        .expect("registered");
+    assert_eq!(cursor.delivered, 0, "the alerts stay queued");
+}
+
+/// A file sink that cannot be written names its path and the fix, keeps
+/// its alerts, and delivers them all once the path works.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unwritable_file_sink_names_its_path_and_keeps_the_alerts() {
+    let home = tempfile::tempdir().expect("tempdir");
+    let db = home.path().join("sextant.db");
+    drop(two_days(&db).await);
+    let missing = home.path().join("no-such-dir").join("audit.jsonl");
+    let sink_yaml = |path: &std::path::Path| {
+        format!(
+            "sinks:\n  - name: audit\n    type: file\n    path: {}\n    start: beginning\n{}",
+            path.display(),
+            rules("[audit]")
+        )
+    };
+    let report = deliver(&db, &alerts(&sink_yaml(&missing))).await;
+    let audit = sink(&report, "audit");
+    assert_eq!(audit.delivered, 0);
+    let error = audit.error.clone().expect("cannot write");
+    assert!(
+        error.contains(&format!("cannot append to {}", missing.display()))
+            && error.contains("check that its directory exists and is writable"),
+        "{error}"
+    );
+
+    std::fs::create_dir(home.path().join("no-such-dir")).expect("mkdir");
+    let report = deliver(&db, &alerts(&sink_yaml(&missing))).await;
+    assert_eq!(sink(&report, "audit").error, None);
+    assert_eq!(sink(&report, "audit").delivered, EXPECTED.len() as u64);
+    let lines = std::fs::read_to_string(&missing).expect("written");
+    assert_eq!(lines.lines().count(), EXPECTED.len());
+}
