@@ -74,6 +74,7 @@ async fn bench(clients: usize, length: Duration) -> Result<(), Box<dyn std::erro
                     requests_per_second: Some(1000),
                     timeout: None,
                 },
+                disabled: false,
             },
             false,
         )

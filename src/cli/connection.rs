@@ -148,6 +148,7 @@ pub fn run(cx: &Context, cmd: ConnectionCommand) -> anyhow::Result<i32> {
                     description: args.description,
                     secrets_json,
                     http: args.http.overrides(),
+                    disabled: false,
                 },
                 !args.no_verify,
             ))?;

@@ -330,6 +330,8 @@ pub struct NewConnection {
     /// The secrets document (JSON text).
     pub secrets_json: String,
     pub http: HttpOverrides,
+    /// Created disabled (stored so in the same write).
+    pub disabled: bool,
 }
 
 /// Per-connection HTTP settings. In an update, `None` leaves a value as it
@@ -390,8 +392,8 @@ pub async fn add_connection(
         name: new.name,
         ty: ty.name.to_owned(),
         description: new.description,
-        disabled: false,
-        disabled_reason: None,
+        disabled: new.disabled,
+        disabled_reason: new.disabled.then(|| "disabled by a user".to_owned()),
         created_at: now.clone(),
         updated_at: now,
         last_test_at: tested_at,
@@ -1002,6 +1004,7 @@ mod tests {
             description: None,
             secrets_json: secrets.clone(),
             http: HttpOverrides::default(),
+            disabled: false,
         };
         let update = ConnectionUpdate {
             secrets_json: Some(secrets),

@@ -83,6 +83,22 @@ async fn fides_shaped_connection_endpoints_round_trip() {
             .contains("failed verification")
     );
     bodies.push(created);
+    // A connection created disabled is stored disabled in that one write.
+    let (status, created) = send(http.patch(api("/connection")).bearer_auth(&all).json_body(
+        &json!([
+            {"name": "ci-off", "connection_type": "circleci", "disabled": true,
+             "secrets": {"api_token": FIXTURE_TOKEN, "host": host}}
+        ]),
+    ))
+    .await;
+    assert_eq!(status, 200, "{created}");
+    assert_eq!(created["succeeded"][0]["disabled"], true, "{created}");
+    let (status, shown) = send(http.get(api("/connection/ci_off")).bearer_auth(&all)).await;
+    assert_eq!(status, 200, "{shown}");
+    assert_eq!(shown["disabled"], true, "{shown}");
+    assert_eq!(shown["disabled_reason"], "disabled by a user", "{shown}");
+    let (status, _) = send(http.delete(api("/connection/ci_off")).bearer_auth(&all)).await;
+    assert_eq!(status, 204);
     // PATCH updates by key.
     let (status, updated) =
         send(http.patch(api("/connection")).bearer_auth(&all).json_body(

@@ -266,7 +266,7 @@ pub async fn patch(
                     )
                     .await
                 } else {
-                    create_one(
+                    service::add_connection(
                         &mut store,
                         &master,
                         NewConnection {
@@ -276,8 +276,8 @@ pub async fn patch(
                             description: item.description,
                             secrets_json: secrets_json.unwrap_or_default(),
                             http,
+                            disabled: item.disabled == Some(true),
                         },
-                        item.disabled,
                         verify,
                     )
                     .await
@@ -323,25 +323,6 @@ async fn update_one(
         return Ok(ConnectionSummary::from(&current));
     }
     service::update_connection(store, master, id, update, verify).await
-}
-
-async fn create_one(
-    store: &mut crate::store::Store,
-    master: &crate::connection::MasterKey,
-    new: NewConnection,
-    disabled: Option<bool>,
-    verify: bool,
-) -> Result<ConnectionSummary, ServiceError> {
-    let name = new.name.clone();
-    let summary = service::add_connection(store, master, new, verify).await?;
-    if disabled == Some(true) {
-        let update = ConnectionUpdate {
-            disabled: Some(true),
-            ..ConnectionUpdate::default()
-        };
-        return service::update_connection(store, master, &name, update, false).await;
-    }
-    Ok(summary)
 }
 
 /// `{msg, test_status, failure_reason}`, as Fides answers secrets and tests.
