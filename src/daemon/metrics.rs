@@ -81,10 +81,13 @@ impl Metrics {
             Err(_) => BTreeMap::new(),
         };
         let mut out = String::new();
-        let mut family = |name: &str, kind: &str, help: &str, rows: Vec<(String, String)>| {
+        // Rows are (series suffix, labels, value): a summary's `_sum` and
+        // `_count` are series of one family.
+        type Rows = Vec<(&'static str, String, String)>;
+        let mut family = |name: &str, kind: &str, help: &str, rows: Rows| {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
-            for (labels, value) in rows {
-                let _ = writeln!(out, "{name}{{{labels}}} {value}");
+            for (suffix, labels, value) in rows {
+                let _ = writeln!(out, "{name}{suffix}{{{labels}}} {value}");
             }
         };
         let lbl = |name: &str| format!("integration=\"{}\"", escape(name));
@@ -95,8 +98,13 @@ impl Metrics {
                 escape(m.source)
             )
         };
-        let per = |f: &dyn Fn(&str, &Integration) -> (String, String)| -> Vec<(String, String)> {
-            all.iter().map(|(n, m)| f(n, m)).collect()
+        let per = |f: &dyn Fn(&str, &Integration) -> (String, String)| -> Rows {
+            all.iter()
+                .map(|(n, m)| {
+                    let (labels, value) = f(n, m);
+                    ("", labels, value)
+                })
+                .collect()
         };
         family(
             "sextant_sync_runs_total",
@@ -105,7 +113,11 @@ impl Metrics {
             all.iter()
                 .flat_map(|(n, m)| {
                     m.runs.iter().map(move |(status, count)| {
-                        (format!("{},status=\"{status}\"", lbl(n)), count.to_string())
+                        (
+                            "",
+                            format!("{},status=\"{status}\"", lbl(n)),
+                            count.to_string(),
+                        )
                     })
                 })
                 .collect(),
@@ -116,17 +128,19 @@ impl Metrics {
             "Sync runs that failed or were aborted.",
             per(&|n, m| (lbl(n), m.failures.to_string())),
         );
+        // One summary family (no quantiles): its `_sum` and `_count` series.
         family(
-            "sextant_sync_duration_seconds_sum",
-            "counter",
-            "Total wall time of sync runs.",
-            per(&|n, m| (lbl(n), format!("{:.3}", m.duration_sum))),
-        );
-        family(
-            "sextant_sync_duration_seconds_count",
-            "counter",
-            "Sync runs timed.",
-            per(&|n, m| (lbl(n), m.duration_count.to_string())),
+            "sextant_sync_duration_seconds",
+            "summary",
+            "Wall time of sync runs.",
+            all.iter()
+                .flat_map(|(n, m)| {
+                    [
+                        ("_sum", lbl(n), format!("{:.3}", m.duration_sum)),
+                        ("_count", lbl(n), m.duration_count.to_string()),
+                    ]
+                })
+                .collect(),
         );
         family(
             "sextant_sync_running",
@@ -211,7 +225,11 @@ mod tests {
             "{text}"
         );
         assert!(
-            text.contains("sextant_sync_duration_seconds_sum{integration=\"acme\"} 1.500"),
+            text.contains(
+                "# TYPE sextant_sync_duration_seconds summary\n\
+                 sextant_sync_duration_seconds_sum{integration=\"acme\"} 1.500\n\
+                 sextant_sync_duration_seconds_count{integration=\"acme\"} 1\n"
+            ),
             "{text}"
         );
         assert!(
