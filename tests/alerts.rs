@@ -162,13 +162,7 @@ impl Receiver {
         let app = Router::new()
             .route("/hooks/{token}", post(receive))
             .with_state(Arc::clone(&state));
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind the receiver");
-        let addr = listener.local_addr().expect("receiver address");
-        tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
+        let addr = common::serve(app).await;
         Receiver {
             url: format!("http://{addr}/hooks/{URL_TOKEN}"),
             state,
@@ -350,6 +344,16 @@ fn webhook_sink(url: &str, retries: u32) -> String {
 }
 
 /// A deliverer whose stdout sinks write into a buffer.
+/// [`webhook_sink`] whose secret is read from a file written in `dir`.
+fn webhook_sink_with_secret_file(dir: &Path, url: &str, retries: u32) -> String {
+    let secret_file = dir.join("webhook.secret");
+    std::fs::write(&secret_file, SECRET).expect("secret file");
+    webhook_sink(url, retries).replace(
+        &format!("env:{SECRET_ENV}"),
+        &format!("file:{}", secret_file.display()),
+    )
+}
+
 fn deliverer() -> Deliverer {
     Deliverer::new(Arc::new(Mutex::new(Box::new(Vec::<u8>::new()))))
 }
@@ -378,15 +382,10 @@ async fn refused_alerts_arrive_later_in_order_exactly_once_across_restarts() {
     drop(two_days(&db).await);
     let receiver = Receiver::start().await;
     receiver.state.refuse_next.store(3, Ordering::SeqCst);
-    let secret_file = home.path().join("webhook.secret");
-    std::fs::write(&secret_file, SECRET).expect("secret file");
     let audit = home.path().join("audit.jsonl");
     let yaml = format!(
         "sinks:\n{}  - name: audit\n    type: file\n    path: {}\n    start: beginning\n{}",
-        webhook_sink(&receiver.url, 1).replace(
-            &format!("env:{SECRET_ENV}"),
-            &format!("file:{}", secret_file.display())
-        ),
+        webhook_sink_with_secret_file(home.path(), &receiver.url, 1),
         audit.display(),
         rules("[hook, audit]")
     );
@@ -496,14 +495,9 @@ async fn an_event_matching_two_rules_resumes_after_the_acknowledged_rule() {
         .lock()
         .expect("lock")
         .insert("/production-context-variable-added".into(), 1);
-    let secret_file = home.path().join("webhook.secret");
-    std::fs::write(&secret_file, SECRET).expect("secret file");
     let yaml = format!(
         "sinks:\n{}{}",
-        webhook_sink(&receiver.url, 0).replace(
-            &format!("env:{SECRET_ENV}"),
-            &format!("file:{}", secret_file.display())
-        ),
+        webhook_sink_with_secret_file(home.path(), &receiver.url, 0),
         rules("[hook]")
     );
     let config = alerts(&yaml);
@@ -777,14 +771,9 @@ async fn only_one_process_delivers_at_a_time() {
     let db = home.path().join("sextant.db");
     drop(two_days(&db).await);
     let receiver = Receiver::start().await;
-    let secret_file = home.path().join("webhook.secret");
-    std::fs::write(&secret_file, SECRET).expect("secret file");
     let yaml = format!(
         "sinks:\n{}{}",
-        webhook_sink(&receiver.url, 0).replace(
-            &format!("env:{SECRET_ENV}"),
-            &format!("file:{}", secret_file.display())
-        ),
+        webhook_sink_with_secret_file(home.path(), &receiver.url, 0),
         rules("[hook]")
     );
     let config = alerts(&yaml);
@@ -863,14 +852,9 @@ async fn one_event_per_batch_delivers_the_same_alerts() {
     let db = home.path().join("sextant.db");
     drop(two_days(&db).await);
     let receiver = Receiver::start().await;
-    let secret_file = home.path().join("webhook.secret");
-    std::fs::write(&secret_file, SECRET).expect("secret file");
     let config = alerts(&format!(
         "sinks:\n{}{}",
-        webhook_sink(&receiver.url, 0).replace(
-            &format!("env:{SECRET_ENV}"),
-            &format!("file:{}", secret_file.display())
-        ),
+        webhook_sink_with_secret_file(home.path(), &receiver.url, 0),
         rules("[hook]")
     ));
     let mut store = Store::open(&db).expect("store");
@@ -927,12 +911,7 @@ async fn an_unreachable_webhook_names_the_cause() {
         .and_then(|l| l.local_addr())
         .expect("a free port");
     let url = format!("http://{addr}/hooks/{URL_TOKEN}");
-    let secret_file = home.path().join("webhook.secret");
-    std::fs::write(&secret_file, SECRET).expect("secret file");
-    let sink_yaml = webhook_sink(&url, 0).replace(
-        &format!("env:{SECRET_ENV}"),
-        &format!("file:{}", secret_file.display()),
-    );
+    let sink_yaml = webhook_sink_with_secret_file(home.path(), &url, 0);
     let yaml = format!("sinks:\n{sink_yaml}{}", rules("[hook]"));
     let report = deliver(&db, &alerts(&yaml)).await;
     let error = sink(&report, "hook")
@@ -955,12 +934,8 @@ async fn a_slack_webhook_gets_one_text_message_per_alert() {
     let db = home.path().join("sextant.db");
     drop(two_days(&db).await);
     let receiver = Receiver::start().await;
-    let secret_file = home.path().join("webhook.secret");
-    std::fs::write(&secret_file, SECRET).expect("secret file");
-    let sink_yaml = webhook_sink(&receiver.url, 0).replace(
-        &format!("env:{SECRET_ENV}"),
-        &format!("file:{}", secret_file.display()),
-    ) + "    format: slack\n";
+    let sink_yaml =
+        webhook_sink_with_secret_file(home.path(), &receiver.url, 0) + "    format: slack\n";
     let yaml = format!("sinks:\n{sink_yaml}{}", rules("[hook]"));
     let report = deliver(&db, &alerts(&yaml)).await;
     assert_eq!(sink(&report, "hook").error, None);
@@ -1003,20 +978,9 @@ async fn a_redirecting_webhook_is_not_followed_and_says_how_to_fix_it() {
             }
         }),
     );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("address");
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, app).await;
-    });
-    let secret_file = home.path().join("webhook.secret");
-    std::fs::write(&secret_file, SECRET).expect("secret file");
+    let addr = common::serve(app).await;
     let url = format!("http://{addr}/hooks/{URL_TOKEN}");
-    let sink_yaml = webhook_sink(&url, 2).replace(
-        &format!("env:{SECRET_ENV}"),
-        &format!("file:{}", secret_file.display()),
-    );
+    let sink_yaml = webhook_sink_with_secret_file(home.path(), &url, 2);
     let yaml = format!("sinks:\n{sink_yaml}{}", rules("[hook]"));
     let report = deliver(&db, &alerts(&yaml)).await;
     let hook = sink(&report, "hook");

@@ -97,13 +97,7 @@ impl Receiver {
         let app = Router::new()
             .route("/hooks/{token}", post(receive))
             .with_state(Arc::clone(&state));
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind the receiver");
-        let addr = listener.local_addr().expect("receiver address");
-        tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
+        let addr = common::serve(app).await;
         Receiver {
             url: format!("http://{addr}/hooks/{URL_TOKEN}"),
             state,

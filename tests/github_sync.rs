@@ -668,11 +668,7 @@ async fn a_fine_grained_token_is_accepted_with_a_note() {
     // GitHub sends no X-OAuth-Scopes for fine-grained tokens.
     let router = axum::Router::new()
         .fallback(|| async { axum::Json(serde_json::json!({"login": "fine-bot", "id": 9})) });
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let base = format!("http://{}", listener.local_addr().expect("addr"));
-    tokio::spawn(async move { axum::serve(listener, router).await });
+    let base = format!("http://{}", common::serve(router).await);
     let ty = connection_type("github").expect("github");
     let note =
         sextant::connection::service::test_secrets(ty, "gh", &secrets(&base, "github_pat_x"))

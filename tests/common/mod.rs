@@ -112,3 +112,15 @@ pub fn secrets_blob(home: &Path, key: &str) -> Vec<u8> {
     )
     .expect("row")
 }
+
+/// Serves `app` on 127.0.0.1:0 in the background; returns its address.
+pub async fn serve(app: axum::Router) -> std::net::SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind a local port");
+    let addr = listener.local_addr().expect("local address");
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    addr
+}

@@ -123,24 +123,7 @@ async fn ctrl_c_aborts_a_cli_sync_and_releases_its_lease() {
     let home = tempfile::tempdir().expect("tempdir");
     let h = home.path();
     setup(h, &server.base_url(), "DISABLED").await;
-    server.inject("/api/v2/workflow/*", sextant::fixtures::Fault::Hang);
-    let child = std::process::Command::new(env!("CARGO_BIN_EXE_sextant"))
-        .arg("--home")
-        .arg(h)
-        .args(["sync", "acme"])
-        .env_remove("SEXTANT_MASTER_KEY")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("spawn");
-    crate::support::eventually("a hung request", || async {
-        server
-            .requests()
-            .iter()
-            .any(|r| r.contains("/api/v2/workflow/"))
-            .then_some(())
-    })
-    .await;
+    let child = sync_hung_on_workflows(h, &server).await;
     let pid = child.id().to_string();
     let status = std::process::Command::new("kill")
         .args(["-INT", &pid])
@@ -173,24 +156,7 @@ async fn a_run_whose_lease_was_taken_over_commits_nothing() {
     let home = tempfile::tempdir().expect("tempdir");
     let h = home.path();
     setup(h, &server.base_url(), "DISABLED").await;
-    server.inject("/api/v2/workflow/*", sextant::fixtures::Fault::Hang);
-    let child = std::process::Command::new(env!("CARGO_BIN_EXE_sextant"))
-        .arg("--home")
-        .arg(h)
-        .args(["sync", "acme"])
-        .env_remove("SEXTANT_MASTER_KEY")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("spawn");
-    crate::support::eventually("a hung request", || async {
-        server
-            .requests()
-            .iter()
-            .any(|r| r.contains("/api/v2/workflow/"))
-            .then_some(())
-    })
-    .await;
+    let child = sync_hung_on_workflows(h, &server).await;
     // Another process reclaims the lease (as if it had expired).
     let db = rusqlite::Connection::open(h.join("sextant.db")).expect("db");
     let taken = db
@@ -237,4 +203,31 @@ async fn a_run_whose_lease_was_taken_over_commits_nothing() {
         )
         .expect("the new holder's lease");
     assert_eq!(holder, "daemon:pid9:takeover");
+}
+
+/// Starts `sextant sync acme` whose workflow requests hang, and waits until
+/// one does.
+async fn sync_hung_on_workflows(
+    h: &std::path::Path,
+    server: &FixtureServer,
+) -> std::process::Child {
+    server.inject("/api/v2/workflow/*", sextant::fixtures::Fault::Hang);
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_sextant"))
+        .arg("--home")
+        .arg(h)
+        .args(["sync", "acme"])
+        .env_remove("SEXTANT_MASTER_KEY")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    crate::support::eventually("a hung request", || async {
+        server
+            .requests()
+            .iter()
+            .any(|r| r.contains("/api/v2/workflow/"))
+            .then_some(())
+    })
+    .await;
+    child
 }
