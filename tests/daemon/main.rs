@@ -4,6 +4,7 @@
 
 mod api;
 mod connections;
+mod graph;
 mod leases;
 mod lifecycle;
 mod support;

@@ -8,6 +8,7 @@
 
 mod connections;
 mod rest;
+mod stream;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};

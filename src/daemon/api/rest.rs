@@ -228,20 +228,18 @@ pub async fn graph(
             )));
         }
     };
-    let body = state
-        .shared
-        .pool
-        .with(move |store| {
-            let mut out = Vec::new();
-            let integration = q.integration.as_deref();
-            if dot {
-                crate::export::dot(store, integration, &mut out)?;
-            } else {
-                crate::export::json(store, integration, &mut out)?;
-            }
-            Ok::<_, ApiError>(out)
-        })
-        .await?;
+    // Streamed from one store connection and one read snapshot (see
+    // `export`), so the document is consistent however long it takes.
+    let integration = q.integration;
+    let body = super::stream::from_store(&state.shared.pool, "graph export", move |store, out| {
+        let integration = integration.as_deref();
+        if dot {
+            crate::export::dot(store, integration, out)
+        } else {
+            crate::export::json(store, integration, out)
+        }
+    })
+    .await?;
     let content_type = if dot {
         "text/vnd.graphviz"
     } else {
