@@ -1033,3 +1033,45 @@ async fn an_unwritable_file_sink_names_its_path_and_keeps_the_alerts() {
     let lines = std::fs::read_to_string(&missing).expect("written");
     assert_eq!(lines.lines().count(), EXPECTED.len());
 }
+
+/// A sink added with `start: end` just before a sync gets that sync's
+/// alerts: its cursor starts before the run, not after the run's events.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sink_added_with_start_end_gets_the_alerts_of_the_next_sync() {
+    let home = tempfile::tempdir().expect("tempdir");
+    let server = FixtureServer::start(FixtureSet::Day1)
+        .await
+        .expect("fixture server");
+    let config = common::write_config(home.path(), &server.base_url(), "");
+    let base = std::fs::read_to_string(&config).expect("config");
+    let env = [(common::SECRET_TOKEN_ENV, FIXTURE_TOKEN)];
+    let day1 = common::sextant_async(home.path(), &["sync", "acme"], &env).await;
+    assert_eq!(day1.code, 0, "{}", day1.all_output());
+
+    let audit = home.path().join("audit.jsonl");
+    std::fs::write(
+        &config,
+        format!(
+            "{base}sinks:\n  - name: audit\n    type: file\n    path: {}\n    start: end\n{}",
+            audit.display(),
+            rules("[audit]")
+        ),
+    )
+    .expect("config with the new sink");
+    server.switch(FixtureSet::Day2);
+    let day2 = common::sextant_async(home.path(), &["sync", "acme"], &env).await;
+    assert_eq!(day2.code, 0, "{}", day2.all_output());
+    let lines = std::fs::read_to_string(&audit).unwrap_or_default();
+    let got: Vec<(String, String)> = lines
+        .lines()
+        .map(|l| {
+            let v: Value = serde_json::from_str(l).expect("a JSON line");
+            (
+                v["rule"].as_str().unwrap_or_default().to_owned(),
+                v["summary"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(got, expected(), "{}", day2.all_output());
+    server.shutdown().await;
+}

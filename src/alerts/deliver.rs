@@ -66,6 +66,21 @@ pub struct SinkReport {
     pub error: Option<String>,
 }
 
+/// Gives each configured sink its cursor if it has none yet (`start: end`
+/// starts at the newest event now). Called before a run starts (`sync`, the
+/// daemon) as well as by each delivery pass, so a sink added with
+/// `start: end` gets the alerts of the run it was added for.
+pub fn register_sinks(
+    store: &mut Store,
+    alerts: &AlertsConfig,
+) -> Result<Vec<SinkCursor>, StoreError> {
+    alerts
+        .sinks
+        .iter()
+        .map(|sink| store.register_sink(&sink.name, sink.start == Start::End))
+        .collect()
+}
+
 /// Delivers alerts; build one and call [`Deliverer::deliver_pending`] as
 /// often as wanted (the daemon after each sync and on a timer, `sextant
 /// sync` at the end of its run). Holds the one webhook HTTP client.
@@ -157,10 +172,7 @@ impl Deliverer {
         holder: &str,
     ) -> Result<DeliveryReport, AlertError> {
         let system_events = store.record_system_events()?;
-        let mut cursors = Vec::with_capacity(alerts.sinks.len());
-        for sink in &alerts.sinks {
-            cursors.push(store.register_sink(&sink.name, sink.start == Start::End)?);
-        }
+        let cursors = register_sinks(store, alerts)?;
         let sinks = {
             let shared = tokio::sync::Mutex::new(&mut *store);
             let passes = alerts

@@ -16,6 +16,7 @@ pub mod skip;
 
 pub use deliver::{
     AlertError, DELIVERY_LEASE, DELIVERY_LEASE_TTL, Deliverer, DeliveryReport, SinkReport,
+    register_sinks,
 };
 pub use eval::RuleSet;
 pub use event::{AlertEvent, Stream, SystemEvent};

@@ -34,7 +34,10 @@ pub fn run(cx: &Context, args: DaemonArgs) -> anyhow::Result<i32> {
     // the scheduler and the API see one list. (This also creates the data
     // directory and migrates the database.)
     let config = cx.config()?;
-    drop(cx.provisioned_store(&config)?);
+    let (mut store, _) = cx.provisioned_store(&config)?;
+    // A sink new to the store starts before the daemon's first run.
+    crate::alerts::register_sinks(&mut store, &config.alerts)?;
+    drop(store);
     let options = DaemonOptions {
         home: cx.home.clone(),
         db_path: cx.db_path(),
