@@ -1075,3 +1075,38 @@ async fn a_sink_added_with_start_end_gets_the_alerts_of_the_next_sync() {
     assert_eq!(got, expected(), "{}", day2.all_output());
     server.shutdown().await;
 }
+
+/// A rule that names an integration the store does not have is reported
+/// when a sync starts (it would silently never match); known names are not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rule_naming_an_unknown_integration_is_reported() {
+    let home = tempfile::tempdir().expect("tempdir");
+    let server = FixtureServer::start(FixtureSet::Day1)
+        .await
+        .expect("fixture server");
+    let config = common::write_config(home.path(), &server.base_url(), "");
+    let base = std::fs::read_to_string(&config).expect("config");
+    std::fs::write(
+        &config,
+        format!(
+            "{base}sinks:\n  - name: out\n    type: stdout\nrules:\n  - name: typo-rule\n    integrations: [acme, acmee]\n    match: {{ object: entity }}\n    sinks: [out]\n"
+        ),
+    )
+    .expect("config");
+    let env = [(common::SECRET_TOKEN_ENV, FIXTURE_TOKEN)];
+    let run = common::sextant_async(home.path(), &["sync", "acme"], &env).await;
+    assert_eq!(run.code, 0, "{}", run.all_output());
+    assert!(
+        run.stderr.contains(
+            "Alert rule \"typo-rule\" names integration \"acmee\", which does not exist, so it never matches it"
+        ),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        !run.stderr.contains("integration \"acme\", which"),
+        "{}",
+        run.stderr
+    );
+    server.shutdown().await;
+}

@@ -66,6 +66,22 @@ pub struct SinkReport {
     pub error: Option<String>,
 }
 
+/// Before runs start (`sync`, the daemon): gives new sinks their cursors
+/// ([`register_sinks`]) and warns about rules that name an integration the
+/// store does not have.
+pub fn prepare(store: &mut Store, alerts: &AlertsConfig) -> Result<(), StoreError> {
+    register_sinks(store, alerts)?;
+    let known = store.integrations()?.into_iter().map(|i| i.name).collect();
+    for (rule, integration) in alerts.unknown_integrations(&known) {
+        tracing::warn!(
+            rule,
+            integration,
+            "Alert rule {rule:?} names integration {integration:?}, which does not exist, so it never matches it; fix the name under the rule's integrations: (sextant integration list shows them)."
+        );
+    }
+    Ok(())
+}
+
 /// Gives each configured sink its cursor if it has none yet (`start: end`
 /// starts at the newest event now). Called before a run starts (`sync`, the
 /// daemon) as well as by each delivery pass, so a sink added with

@@ -15,7 +15,7 @@ pub mod sinks;
 pub mod skip;
 
 pub use deliver::{
-    AlertError, DELIVERY_LEASE, DELIVERY_LEASE_TTL, Deliverer, DeliveryReport, SinkReport,
+    AlertError, DELIVERY_LEASE, DELIVERY_LEASE_TTL, Deliverer, DeliveryReport, SinkReport, prepare,
     register_sinks,
 };
 pub use eval::RuleSet;

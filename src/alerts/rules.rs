@@ -200,6 +200,24 @@ impl AlertsConfig {
         self.rules.iter().find(|r| r.name == name)
     }
 
+    /// `(rule, integration)` for each integration a rule names that is not
+    /// in `known`: the rule never matches it (a typo, or an integration not
+    /// added yet).
+    pub fn unknown_integrations<'a>(
+        &'a self,
+        known: &std::collections::BTreeSet<String>,
+    ) -> Vec<(&'a str, &'a str)> {
+        self.rules
+            .iter()
+            .flat_map(|rule| {
+                rule.integrations
+                    .iter()
+                    .filter(|name| !known.contains(*name))
+                    .map(|name| (rule.name.as_str(), name.as_str()))
+            })
+            .collect()
+    }
+
     /// The rules that send to `sink`, in config order.
     pub fn rules_for<'a>(&'a self, sink: &'a str) -> impl Iterator<Item = &'a Rule> + 'a {
         self.rules

@@ -35,8 +35,9 @@ pub fn run(cx: &Context, args: DaemonArgs) -> anyhow::Result<i32> {
     // directory and migrates the database.)
     let config = cx.config()?;
     let (mut store, _) = cx.provisioned_store(&config)?;
-    // A sink new to the store starts before the daemon's first run.
-    crate::alerts::register_sinks(&mut store, &config.alerts)?;
+    // A sink new to the store starts before the daemon's first run; rules
+    // naming an unknown integration are reported.
+    crate::alerts::prepare(&mut store, &config.alerts)?;
     drop(store);
     let options = DaemonOptions {
         home: cx.home.clone(),

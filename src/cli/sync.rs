@@ -27,8 +27,9 @@ pub fn run(cx: &Context, args: SyncArgs) -> anyhow::Result<i32> {
     let (integration, connection) =
         crate::connection::service::resolve_stored(&store, || Ok(cx.master_key()?), &args.name)?
             .ok_or_else(|| SyncError::UnknownIntegration(args.name.clone()))?;
-    // A sink new to the store starts before this run, not after it.
-    crate::alerts::register_sinks(&mut store, &config.alerts)?;
+    // A sink new to the store starts before this run, not after it; rules
+    // naming an unknown integration are reported.
+    crate::alerts::prepare(&mut store, &config.alerts)?;
     let schema = super::schema()?;
     let progress = std::io::stderr().is_terminal().then(terminal_progress);
     // Under the integration's run lease; Ctrl-C aborts cleanly (nothing
