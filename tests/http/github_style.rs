@@ -517,3 +517,44 @@ async fn the_auth_header_cannot_be_declared_twice() {
     let err = HttpClient::new(source, fast()).expect_err("refused");
     assert!(err.to_string().contains("not a valid header name"), "{err}");
 }
+
+/// The reset is read against the server's `Date`, not this machine's
+/// clock: a server an hour ahead does not make us wait an hour (up to the
+/// cap), one an hour behind does not make us skip the wait.
+#[tokio::test]
+async fn the_reset_wait_follows_the_servers_clock_not_ours() {
+    for skew in [3600i64, -3600] {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .expect("after 1970")
+            .as_secs() as i64;
+        let server_now = now + skew;
+        let date = httpdate::fmt_http_date(UNIX_EPOCH + Duration::from_secs(server_now as u64));
+        let reset = (server_now + 1).to_string();
+        let (base, _) = github_like(move |uri, _, _| {
+            if uri == "/first" {
+                reply(200, "{}")
+                    .header("date", date.clone())
+                    .header("x-ratelimit-remaining", "0")
+                    .header("x-ratelimit-reset", reset.clone())
+            } else {
+                reply(200, "{}").header("x-ratelimit-remaining", "4999")
+            }
+        })
+        .await;
+        let config = HttpConfig {
+            reset_wait_cap: Duration::from_secs(20),
+            ..fast()
+        };
+        let client = github_client(&base, config);
+        let stats = RequestStats::new();
+        get(&client, "/first", &stats).await.expect("first");
+        get(&client, "/second", &stats).await.expect("second");
+        let s = stats.snapshot();
+        assert_eq!(s.reset_waits, 1, "server clock {skew:+}s: {s:?}");
+        assert!(
+            s.reset_wait_ms <= 1000,
+            "server clock {skew:+}s: waited for the server's one second, not the skew: {s:?}"
+        );
+    }
+}

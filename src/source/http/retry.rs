@@ -218,6 +218,7 @@ impl HttpClient {
         // rather than overflow (the wait is capped anyway).
         if let Some(at) = header_u64(headers, reset)
             .and_then(|at| SystemTime::UNIX_EPOCH.checked_add(Duration::from_secs(at)))
+            .and_then(|at| local_reset(at, headers))
         {
             tracing::debug!(
                 remaining = left,
@@ -459,6 +460,24 @@ fn backoff_builder(config: &super::HttpConfig) -> ExponentialBuilder {
         builder.with_jitter().with_jitter_seed(jitter_seed())
     } else {
         builder
+    }
+}
+
+/// The reset time `at` (the server's clock) on this machine's clock: the
+/// server's `Date` says how far away the reset is, so a skewed local clock
+/// neither skips the wait nor waits an hour too long. Without a usable
+/// `Date`, `at` as it is.
+fn local_reset(at: SystemTime, headers: &HeaderMap) -> Option<SystemTime> {
+    let server_now = headers
+        .get(reqwest::header::DATE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| httpdate::parse_http_date(v).ok());
+    match server_now {
+        Some(server_now) => {
+            let ahead = at.duration_since(server_now).unwrap_or(Duration::ZERO);
+            SystemTime::now().checked_add(ahead)
+        }
+        None => Some(at),
     }
 }
 
