@@ -475,7 +475,7 @@ async fn a_304_with_its_own_link_is_followed_and_a_404_drops_the_entry() {
         sextant::source::http::CachedResponse {
             etag: "\"g\"".into(),
             link: None,
-            body: b"[9]".to_vec(),
+            body: std::sync::Arc::from(&b"[9]"[..]),
         },
     );
     let before = cache.len();

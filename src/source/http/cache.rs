@@ -18,7 +18,8 @@ pub struct CachedResponse {
     pub etag: String,
     /// The `Link` header of the response, replayed for pagination.
     pub link: Option<String>,
-    pub body: Vec<u8>,
+    /// Shared: a hit or a new entry hands the body over without copying it.
+    pub body: Arc<[u8]>,
 }
 
 /// The ETag cache of one integration. Cheap to clone (an `Arc` inside);
@@ -128,7 +129,7 @@ mod tests {
         CachedResponse {
             etag: etag.to_owned(),
             link: None,
-            body: b"[]".to_vec(),
+            body: Arc::from(&b"[]"[..]),
         }
     }
 

@@ -340,7 +340,7 @@ mod tests {
     fn decode(body: &str) -> Result<Page<u32>, String> {
         let fetched = Fetched {
             endpoint: "GET /things".to_owned(),
-            body: body.as_bytes().to_vec(),
+            body: body.as_bytes().into(),
             headers: reqwest::header::HeaderMap::new(),
         };
         let current = Url::parse("http://h/things").expect("url");

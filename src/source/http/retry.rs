@@ -27,7 +27,7 @@ const ERROR_BODY_BYTES: usize = 4096;
 #[derive(Debug)]
 pub(crate) struct Fetched {
     pub(crate) endpoint: String,
-    pub(crate) body: Vec<u8>,
+    pub(crate) body: std::sync::Arc<[u8]>,
     pub(crate) headers: HeaderMap,
 }
 
@@ -298,6 +298,7 @@ impl HttpClient {
                     BodyError::Transport(e) => transport_failure(e),
                 })?;
             let headers = response.headers().clone();
+            let body: std::sync::Arc<[u8]> = body.into();
             if let Some(cache) = &inner.cache {
                 match headers.get(ETAG).and_then(|v| v.to_str().ok()) {
                     Some(etag) => cache.put(
