@@ -39,12 +39,10 @@ pub struct Settings {
 impl Settings {
     /// Parses `settings:`; null means all defaults.
     pub fn parse(value: &serde_json::Value) -> Result<Settings, String> {
-        if value.is_null() {
-            return Ok(Settings::default());
-        }
-        serde_json::from_value(value.clone()).map_err(|e| {
-            format!("{e}; CircleCI settings are org_slugs, max_pipeline_pages and concurrency")
-        })
+        super::parse_settings(
+            value,
+            "CircleCI settings are org_slugs, max_pipeline_pages and concurrency",
+        )
     }
 }
 
@@ -121,25 +119,13 @@ impl CircleCi {
         integration: &IntegrationConfig,
         connection: &ResolvedConnection,
     ) -> Result<Self, SourceError> {
-        let settings =
-            Settings::parse(&integration.settings).map_err(|message| SourceError::Settings {
-                integration: integration.name.clone(),
-                message: format!("settings: {message}"),
-            })?;
+        let (settings, http) =
+            super::settings_and_client(integration, connection, Settings::parse, client)?;
         let host = connection
             .secrets
             .plain("host")
             .unwrap_or(DEFAULT_HOST)
             .trim_end_matches('/');
-        let http = client(
-            &connection.name,
-            &connection.secrets,
-            connection.http.clone(),
-        )
-        .map_err(|message| SourceError::Connection {
-            connection: connection.name.clone(),
-            message,
-        })?;
         let tag = integration.account_name_tag();
         Ok(CircleCi {
             http,

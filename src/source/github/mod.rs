@@ -46,11 +46,8 @@ pub struct Settings {
 impl Settings {
     /// Parses `settings:`; null means all defaults.
     pub fn parse(value: &serde_json::Value) -> Result<Settings, String> {
-        if value.is_null() {
-            return Ok(Settings::default());
-        }
-        let settings: Settings = serde_json::from_value(value.clone())
-            .map_err(|e| format!("{e}; GitHub settings are organizations and concurrency"))?;
+        let settings: Settings =
+            super::parse_settings(value, "GitHub settings are organizations and concurrency")?;
         for (i, org) in settings.organizations.iter().enumerate() {
             if org.trim().is_empty() || org.contains('/') {
                 return Err(format!(
@@ -126,20 +123,8 @@ impl GitHub {
         integration: &IntegrationConfig,
         connection: &ResolvedConnection,
     ) -> Result<Self, SourceError> {
-        let settings =
-            Settings::parse(&integration.settings).map_err(|message| SourceError::Settings {
-                integration: integration.name.clone(),
-                message: format!("settings: {message}"),
-            })?;
-        let http = client(
-            &connection.name,
-            &connection.secrets,
-            connection.http.clone(),
-        )
-        .map_err(|message| SourceError::Connection {
-            connection: connection.name.clone(),
-            message,
-        })?;
+        let (settings, http) =
+            super::settings_and_client(integration, connection, Settings::parse, client)?;
         let account_name_tag = integration.account_name_tag();
         Ok(GitHub {
             http,
