@@ -777,3 +777,65 @@ fn secrets_from_standard_input() {
     );
     assert!(!contains(&db_bytes(h), WRONG_TOKEN));
 }
+
+/// An update of a row that was deleted (or deleted and created again) after
+/// it was read writes nothing and says so, instead of passing for written.
+#[test]
+fn an_update_of_a_row_deleted_meanwhile_is_refused_not_lost() {
+    let home = tempfile::tempdir().expect("tempdir");
+    let h = home.path();
+    let file = secrets_file(h, "s.json", WRONG_TOKEN, "http://127.0.0.1:9");
+    let add = sextant(
+        h,
+        &[
+            "connection",
+            "add",
+            "one",
+            "--type",
+            "circleci",
+            "--secrets-file",
+            &file,
+            "--no-verify",
+        ],
+        &[],
+    );
+    assert_eq!(add.code, 0, "{}", add.all_output());
+    let add = sextant(
+        h,
+        &["integration", "add", "acme", "--connection", "one"],
+        &[],
+    );
+    assert_eq!(add.code, 0, "{}", add.all_output());
+
+    let mut store = sextant::store::Store::open(&h.join("sextant.db")).expect("store");
+    let connection = store.connection("one").expect("read").expect("stored");
+    let integration = store.integration("acme").expect("read").expect("stored");
+    store
+        .delete_integration("acme")
+        .expect("delete integration");
+    store
+        .delete_connection("one", "test", "2026-01-01T00:00:00.000Z")
+        .expect("delete connection");
+    for err in [
+        store
+            .update_connection(&connection)
+            .expect_err("connection gone"),
+        store
+            .update_integration(&integration)
+            .expect_err("integration gone"),
+        store
+            .write_definitions(&[sextant::store::Upsert::Update(connection.clone())], &[])
+            .expect_err("gone in a batch too"),
+    ] {
+        assert!(
+            matches!(err, sextant::store::StoreError::ChangedMeanwhile { .. }),
+            "{err:?}"
+        );
+        assert!(
+            err.to_string()
+                .contains("was deleted or recreated while this change was being made"),
+            "{err}"
+        );
+    }
+    assert!(store.connection("one").expect("read").is_none());
+}

@@ -3,7 +3,7 @@
 
 use rusqlite::{Connection, OptionalExtension, Row, ToSql, TransactionBehavior, params};
 
-use super::{Store, StoreError, busy};
+use super::{Store, StoreError, busy, busy_store};
 
 /// A `connections` row. `secrets` is ciphertext.
 #[derive(Clone, PartialEq)]
@@ -142,7 +142,7 @@ fn integration_row(row: &Row<'_>) -> rusqlite::Result<IntegrationRow> {
 /// `INSERT` (`insert`) or full rewrite by primary key (every column but the
 /// key, name and creation time, which never change; the update matches them
 /// too so both statements bind the same values).
-fn write_connection(conn: &Connection, c: &ConnectionRow, insert: bool) -> rusqlite::Result<()> {
+fn write_connection(conn: &Connection, c: &ConnectionRow, insert: bool) -> Result<(), StoreError> {
     let sql = if insert {
         format!(
             "INSERT INTO connections ({CONNECTION_COLUMNS}) \
@@ -155,13 +155,28 @@ fn write_connection(conn: &Connection, c: &ConnectionRow, insert: bool) -> rusql
          timeout_ms = ?14, managed_by = ?15 WHERE key = ?1 AND name = ?2 AND created_at = ?7"
             .to_owned()
     };
-    conn.execute(&sql, &connection_values(c)[..])?;
-    Ok(())
+    let written = conn.execute(&sql, &connection_values(c)[..])?;
+    one_row(written, || format!("connection {:?}", c.name))
+}
+
+/// An update matched its row (by key, name and creation time): none means
+/// the row was deleted or recreated since it was read, and the update must
+/// not pass for written.
+fn one_row(written: usize, what: impl FnOnce() -> String) -> Result<(), StoreError> {
+    if written == 1 {
+        Ok(())
+    } else {
+        Err(StoreError::ChangedMeanwhile { what: what() })
+    }
 }
 
 /// `INSERT` (`insert`) or full rewrite by name (every column but the name
 /// and creation time).
-fn write_integration(conn: &Connection, i: &IntegrationRow, insert: bool) -> rusqlite::Result<()> {
+fn write_integration(
+    conn: &Connection,
+    i: &IntegrationRow,
+    insert: bool,
+) -> Result<(), StoreError> {
     let sql = if insert {
         format!(
             "INSERT INTO integrations ({INTEGRATION_COLUMNS}) \
@@ -173,8 +188,8 @@ fn write_integration(conn: &Connection, i: &IntegrationRow, insert: bool) -> rus
          settings = ?9, updated_at = ?11, managed_by = ?12 WHERE name = ?1 AND created_at = ?10"
             .to_owned()
     };
-    conn.execute(&sql, &integration_values(i)[..])?;
-    Ok(())
+    let written = conn.execute(&sql, &integration_values(i)[..])?;
+    one_row(written, || format!("integration {:?}", i.name))
 }
 
 /// A definition to write: a new row or a rewrite of an existing one.
@@ -187,7 +202,7 @@ pub enum Upsert<T> {
 impl Store {
     /// Inserts a connection; fails on a duplicate key or name.
     pub fn insert_connection(&mut self, c: &ConnectionRow) -> Result<(), StoreError> {
-        write_connection(&self.conn, c, true).map_err(|e| busy(&self.path, e))
+        write_connection(&self.conn, c, true).map_err(|e| busy_store(&self.path, e))
     }
 
     /// Writes connections and integrations (provisioning from the config)
@@ -243,7 +258,7 @@ impl Store {
 
     /// Rewrites the mutable fields of a connection (secrets, state, test).
     pub fn update_connection(&mut self, c: &ConnectionRow) -> Result<(), StoreError> {
-        write_connection(&self.conn, c, false).map_err(|e| busy(&self.path, e))
+        write_connection(&self.conn, c, false).map_err(|e| busy_store(&self.path, e))
     }
 
     /// Names of the integrations that use a connection.
@@ -314,12 +329,12 @@ impl Store {
     }
 
     pub fn insert_integration(&mut self, i: &IntegrationRow) -> Result<(), StoreError> {
-        write_integration(&self.conn, i, true).map_err(|e| busy(&self.path, e))
+        write_integration(&self.conn, i, true).map_err(|e| busy_store(&self.path, e))
     }
 
     /// Rewrites every field of an integration but its name and creation time.
     pub fn update_integration(&mut self, i: &IntegrationRow) -> Result<(), StoreError> {
-        write_integration(&self.conn, i, false).map_err(|e| busy(&self.path, e))
+        write_integration(&self.conn, i, false).map_err(|e| busy_store(&self.path, e))
     }
 
     pub fn integration(&self, name: &str) -> Result<Option<IntegrationRow>, StoreError> {

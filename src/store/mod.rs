@@ -77,6 +77,10 @@ pub enum StoreError {
     Sqlite(#[from] rusqlite::Error),
     #[error(transparent)]
     OutOfOrder(#[from] crate::diff::OutOfOrder),
+    #[error(
+        "{what} was deleted or recreated while this change was being made; nothing was written, look at it again and retry"
+    )]
+    ChangedMeanwhile { what: String },
     #[error("sync run {0} does not exist; start it with begin_run")]
     UnknownRun(i64),
     #[error("sync run {sync_id} is {status}, not running; start a new run")]
@@ -250,6 +254,14 @@ fn busy(path: &Path, err: rusqlite::Error) -> StoreError {
             }
         }
         _ => StoreError::Sqlite(err),
+    }
+}
+
+/// [`busy`] for an error that may already be a store error.
+fn busy_store(path: &Path, err: StoreError) -> StoreError {
+    match err {
+        StoreError::Sqlite(e) => busy(path, e),
+        other => other,
     }
 }
 
