@@ -1110,3 +1110,50 @@ async fn a_rule_naming_an_unknown_integration_is_reported() {
     );
     server.shutdown().await;
 }
+
+/// A delivery that cannot even start (here the alert state cannot be
+/// written) is a warning after a committed sync: the sync's exit code and
+/// its `--json` report stand, the alerts wait for the next delivery.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_delivery_does_not_fail_the_committed_sync() {
+    let home = tempfile::tempdir().expect("tempdir");
+    let server = FixtureServer::start(FixtureSet::Day1)
+        .await
+        .expect("fixture server");
+    let config = common::write_config(home.path(), &server.base_url(), "");
+    let audit = home.path().join("audit.jsonl");
+    let base = std::fs::read_to_string(&config).expect("config");
+    std::fs::write(
+        &config,
+        format!(
+            "{base}sinks:\n  - name: audit\n    type: file\n    path: {}\n{}",
+            audit.display(),
+            rules("[audit]")
+        ),
+    )
+    .expect("config");
+    let env = [(common::SECRET_TOKEN_ENV, FIXTURE_TOKEN)];
+    let day1 = common::sextant_async(home.path(), &["sync", "acme"], &env).await;
+    assert_eq!(day1.code, 0, "{}", day1.all_output());
+    rusqlite::Connection::open(home.path().join("sextant.db"))
+        .and_then(|db| {
+            db.execute_batch(
+                "CREATE TRIGGER no_alert_state BEFORE UPDATE ON alert_state
+                 BEGIN SELECT RAISE(ABORT, 'alert state is read-only here'); END;",
+            )
+        })
+        .expect("trigger");
+    server.switch(FixtureSet::Day2);
+    let day2 = common::sextant_async(home.path(), &["sync", "acme", "--json"], &env).await;
+    assert_eq!(day2.code, 0, "{}", day2.all_output());
+    let doc: Value = serde_json::from_str(&day2.stdout).expect("the run report");
+    assert_eq!(doc["status"], "success", "{doc}");
+    assert!(doc["created"].as_u64().unwrap_or(0) > 0, "{doc}");
+    assert!(
+        day2.stderr.contains("warning: alert delivery failed:")
+            && day2.stderr.contains("alert state is read-only here"),
+        "{}",
+        day2.stderr
+    );
+    server.shutdown().await;
+}

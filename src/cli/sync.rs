@@ -62,17 +62,29 @@ pub fn run(cx: &Context, args: SyncArgs) -> anyhow::Result<i32> {
         };
         // The failures are printed below, once; not logged as warnings too.
         let deliverer = Deliverer::new(Arc::new(Mutex::new(out))).caller_reports_failures();
-        let delivery = runtime.block_on(deliverer.deliver_pending(&mut store, &config.alerts))?;
-        for failed in delivery.failed() {
-            eprintln!(
-                "warning: {}; its alerts stay queued for the next delivery",
-                failed.error.as_deref().unwrap_or("failed")
-            );
+        match runtime.block_on(deliverer.deliver_pending(&mut store, &config.alerts)) {
+            Ok(delivery) => {
+                for failed in delivery.failed() {
+                    eprintln!(
+                        "warning: {}; its alerts stay queued for the next delivery",
+                        failed.error.as_deref().unwrap_or("failed")
+                    );
+                }
+                if !args.json && delivery.delivered() > 0 {
+                    println!("alerts: {} delivered", delivery.delivered());
+                }
+                Some(delivery)
+            }
+            // The run is committed: a delivery that could not even start
+            // (a locked or damaged alert state) is a warning, not the
+            // sync's failure; the alerts wait for the next delivery.
+            Err(e) => {
+                eprintln!(
+                    "warning: alert delivery failed: {e}; the alerts stay queued for the next delivery"
+                );
+                None
+            }
         }
-        if !args.json && delivery.delivered() > 0 {
-            println!("alerts: {} delivered", delivery.delivered());
-        }
-        Some(delivery)
     };
     if args.json {
         let mut doc = serde_json::to_value(&report)?;
