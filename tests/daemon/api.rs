@@ -578,3 +578,37 @@ async fn integrations_crud_round_trips() {
     );
     assert_eq!(daemon.terminate().await, 0);
 }
+
+/// A token that may neither create nor update connections is refused
+/// before any lookup: its 403 is the same whether the connection exists.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_patch_without_its_scopes_reveals_nothing() {
+    let server = sextant::fixtures::FixtureServer::start(sextant::fixtures::FixtureSet::Day1)
+        .await
+        .expect("server");
+    let home = tempfile::tempdir().expect("tempdir");
+    let h = home.path();
+    crate::support::setup(h, &server.base_url(), "DISABLED").await;
+    let reader = token(h, "bot-events", &["events:read"]).await;
+    let daemon = Daemon::start(h, "5s");
+    let http = client();
+    let mut details = Vec::new();
+    for name in ["ci-test", "no-such-connection"] {
+        let (status, body) = send(
+            http.patch(daemon.api("/api/v1/connection"))
+                .bearer_auth(&reader)
+                .json_body(&json!([{"name": name, "description": "x"}])),
+        )
+        .await;
+        assert_eq!(status, 403, "{body}");
+        details.push(body["detail"].clone());
+    }
+    assert_eq!(details[0], details[1]);
+    assert!(
+        details[0]
+            .as_str()
+            .is_some_and(|d| d.contains("connections:read-update")),
+        "{details:?}"
+    );
+    assert_eq!(daemon.terminate().await, 0);
+}

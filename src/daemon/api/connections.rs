@@ -166,6 +166,14 @@ pub async fn patch(
     // Authenticate, then check every item and every scope it needs before
     // anything is written.
     let token = auth(&state, &headers, &[]).await?;
+    // A token that may neither create nor update connections learns nothing
+    // about which exist (the lookups below would tell).
+    if !["connections:create", "connections:read-update"]
+        .iter()
+        .any(|scope| crate::daemon::auth::has_scope(&token.scopes, scope))
+    {
+        crate::daemon::auth::require(&token, "connections:read-update")?;
+    }
     if items.is_empty() {
         return Err(ApiError::unprocessable(
             "the body is an empty list; send [{\"name\", \"connection_type\", \"secrets\"}, …]",
