@@ -316,6 +316,13 @@ impl Pass<'_, '_> {
         delivered: u64,
     ) -> Result<(), String> {
         let mut store = self.store.lock().await;
+        // What the receiver accepted is recorded first, whatever happens to
+        // the lease (the cursor only moves forward, so this is always safe).
+        store
+            .ack_sink(&self.sink.name, stream, seq, done, delivered)
+            .map_err(store_error)?;
+        self.report.delivered += delivered;
+        self.set_seq(stream, seq);
         // A long pass (a slow webhook) keeps its lease; one that lost it
         // stops, so two processes never deliver side by side for long.
         if self.renewed.elapsed() > DELIVERY_LEASE_TTL / 4 {
@@ -324,12 +331,6 @@ impl Pass<'_, '_> {
                 .map_err(|e| format!("alert delivery stopped: {e}"))?;
             self.renewed = std::time::Instant::now();
         }
-        store
-            .ack_sink(&self.sink.name, stream, seq, done, delivered)
-            .map_err(store_error)?;
-        drop(store);
-        self.report.delivered += delivered;
-        self.set_seq(stream, seq);
         Ok(())
     }
 
