@@ -245,10 +245,16 @@ fn visit_batches(
 ) -> Result<(), StoreError> {
     // Batches do not overlap: the last one to start at or before since + 1
     // is the first that can hold a later event.
+    // Two statements, so the filtered one can use its index.
+    let filter = if integration.is_some() {
+        "AND integration = ?3"
+    } else {
+        "AND ?3 IS NULL"
+    };
     let sql = format!(
         "SELECT {BATCH_COLUMNS} FROM event_batches
          WHERE first_seq >= (SELECT COALESCE(MAX(first_seq), 0) FROM event_batches WHERE first_seq <= ?1 + 1)
-           AND first_seq <= ?2 AND last_seq > ?1 AND (?3 IS NULL OR integration = ?3)
+           AND first_seq <= ?2 AND last_seq > ?1 {filter}
          ORDER BY first_seq"
     );
     let mut stmt = conn.prepare_cached(&sql)?;

@@ -180,19 +180,22 @@ impl<'c> Writer<'c> {
         let Some(seq) = seq else {
             return Ok(());
         };
-        // An event row of migration 7 that waits for its `after`.
-        let pending: Option<String> = self
-            .conn
-            .prepare_cached("SELECT body FROM events WHERE seq = ?1 AND after_pending = 1")?
-            .query_row([seq], |r| r.get(0))
-            .optional()?;
-        if let Some(pending) = pending {
-            self.conn
-                .prepare_cached("UPDATE events SET body = ?2, after_pending = 0 WHERE seq = ?1")?
-                .execute(params![seq, events::with_after(&pending, after)])?;
-            return self.counter.tick();
-        }
+        // Batched (migration 8) — the common case, one lookup — or else an
+        // event row of migration 7 that waits for its `after`.
         let Some(batch) = events::batch_of(self.conn, seq)? else {
+            let pending: Option<String> = self
+                .conn
+                .prepare_cached("SELECT body FROM events WHERE seq = ?1 AND after_pending = 1")?
+                .query_row([seq], |r| r.get(0))
+                .optional()?;
+            if let Some(pending) = pending {
+                self.conn
+                    .prepare_cached(
+                        "UPDATE events SET body = ?2, after_pending = 0 WHERE seq = ?1",
+                    )?
+                    .execute(params![seq, events::with_after(&pending, after)])?;
+                self.counter.tick()?;
+            }
             return Ok(());
         };
         let (ty, class, key) = row;
