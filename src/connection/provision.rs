@@ -163,9 +163,7 @@ fn plan_connection(
     let fields = declared_fields(declared)?;
     let master = master.ok_or_else(|| ServiceError::Invalid("no master key".to_owned()))?;
     let requests_per_second = declared.requests_per_second;
-    let timeout_ms = declared
-        .timeout
-        .and_then(|t| u32::try_from(t.as_millis()).ok());
+    let timeout_ms = declared.timeout.and_then(super::service::timeout_ms);
     let Some(mut row) = stored else {
         let row = ConnectionRow {
             secrets: encrypt_fields(master, &declared.key, &fields)?,

@@ -342,7 +342,7 @@ pub struct HttpOverrides {
     pub timeout: Option<Duration>,
 }
 
-fn timeout_ms(timeout: Duration) -> Option<u32> {
+pub(crate) fn timeout_ms(timeout: Duration) -> Option<u32> {
     u32::try_from(timeout.as_millis()).ok().filter(|ms| *ms > 0)
 }
 

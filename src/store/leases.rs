@@ -4,12 +4,12 @@
 //! reclaimed. This is what keeps two daemons on one database, or a daemon and
 //! a one-shot `sextant sync`, from running one integration at once.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use rusqlite::{OptionalExtension, TransactionBehavior, params};
 use serde::Serialize;
 
-use super::{Store, StoreError, busy, now};
+use super::{Store, StoreError, busy, now_and_ms};
 use crate::run::RunStatus;
 
 /// A lease as stored.
@@ -26,13 +26,6 @@ pub struct LeaseRecord {
 /// Why a run row was closed when its lease was reclaimed.
 pub const ABANDONED: &str =
     "abandoned: the process running it stopped renewing its lease (crashed or killed)";
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
-}
 
 /// A stored expiry as a time string.
 fn expiry_text(ms: i64) -> String {
@@ -78,7 +71,7 @@ impl Store {
                 })
             })
             .optional()?;
-        let now_ms = now_ms();
+        let (now, now_ms) = now_and_ms();
         if let Some(lease) = &current
             && lease.expires_ms > now_ms
         {
@@ -89,7 +82,6 @@ impl Store {
                 expires: expiry_text(lease.expires_ms),
             });
         }
-        let now = now();
         tx.prepare_cached(
             "INSERT INTO run_leases (integration, holder, acquired_at, renewed_at, expires_ms)
              VALUES (?1, ?2, ?3, ?3, ?4)
@@ -135,6 +127,7 @@ impl Store {
         holder: &str,
         ttl: Duration,
     ) -> Result<(), StoreError> {
+        let (now, now_ms) = now_and_ms();
         let changed = self
             .conn
             .prepare_cached(
@@ -144,8 +137,8 @@ impl Store {
             .execute(params![
                 integration,
                 holder,
-                now(),
-                now_ms().saturating_add(ttl_ms(ttl))
+                now,
+                now_ms.saturating_add(ttl_ms(ttl))
             ])
             .map_err(|e| busy(&self.path, e))?;
         if changed == 0 {
