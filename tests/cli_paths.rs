@@ -303,3 +303,49 @@ fn connection_and_integration_errors_name_the_thing_and_the_fix() {
         (Some(true), Some("ci2"))
     );
 }
+
+#[test]
+fn token_create_names_a_bad_or_zero_expiry() {
+    let home = tempfile::tempdir().expect("tempdir");
+    let h = home.path();
+    let soon = sextant(
+        h,
+        &[
+            "token",
+            "create",
+            "bot",
+            "--scope",
+            "events:read",
+            "--expires",
+            "soon",
+        ],
+        &[],
+    );
+    assert_eq!(soon.code, 2, "{}", soon.all_output());
+    assert!(
+        soon.stderr
+            .contains("\"soon\" is not a duration; try 500ms, 30s or 2m"),
+        "{}",
+        soon.stderr
+    );
+    let zero = sextant(
+        h,
+        &[
+            "token",
+            "create",
+            "bot",
+            "--scope",
+            "events:read",
+            "--expires",
+            "0s",
+        ],
+        &[],
+    );
+    assert_ne!(zero.code, 0, "{}", zero.all_output());
+    assert!(
+        zero.stderr.contains("expires must be between 1s and 3650d"),
+        "{}",
+        zero.stderr
+    );
+    assert!(!zero.stdout.contains("sxt_"), "no token was printed");
+}

@@ -16,8 +16,8 @@ pub enum TokenCommand {
         #[arg(long = "scope", required = true, value_name = "SCOPE")]
         scopes: Vec<String>,
         /// Expire after this long (e.g. 30d, 12h); never when absent.
-        #[arg(long, value_name = "DURATION")]
-        expires: Option<String>,
+        #[arg(long, value_name = "DURATION", value_parser = super::duration_arg)]
+        expires: Option<std::time::Duration>,
         /// The owner recorded with the token; defaults to $USER.
         #[arg(long)]
         username: Option<String>,
@@ -40,18 +40,6 @@ pub fn run(cx: &Context, cmd: TokenCommand) -> anyhow::Result<i32> {
             expires,
             username,
         } => {
-            let expires = match expires.as_deref() {
-                Some(text) => Some(
-                    crate::config::parse_duration(text)
-                        .filter(|d| !d.is_zero())
-                        .ok_or_else(|| {
-                            anyhow::anyhow!(
-                                "--expires {text:?} is not a duration; write e.g. 30d or 12h"
-                            )
-                        })?,
-                ),
-                None => None,
-            };
             let username = username
                 .or_else(|| std::env::var("USER").ok())
                 .filter(|u| !u.is_empty())

@@ -328,7 +328,7 @@ pub async fn create_token(
     let expires = match body.expires.as_deref() {
         Some(text) => Some(
             parse_duration(text)
-                .filter(|d| !d.is_zero())
+                // Zero is a duration; `create` says what it may be.
                 .ok_or_else(|| {
                     ApiError::unprocessable(format!(
                         "expires: {text:?} is not a duration; write e.g. 30d, 12h"
@@ -350,7 +350,10 @@ pub async fn create_token(
         .with(move |store| {
             create(store, new).map_err(|e| match e {
                 crate::daemon::auth::TokenError::Store(s) => ApiError::from(s),
-                other => ApiError::unprocessable(other.to_string()),
+                crate::daemon::auth::TokenError::Invalid(why) => ApiError::unprocessable(why),
+                random @ crate::daemon::auth::TokenError::Random(_) => {
+                    ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, random.to_string())
+                }
             })
         })
         .await?;
