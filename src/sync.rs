@@ -279,7 +279,7 @@ fn load_response_cache(store: &Store, integration: &str) -> ResponseCache {
             let entry = CachedResponse {
                 etag: row.etag,
                 link: row.link,
-                body: row.body.into(),
+                body: row.body,
             };
             (row.url, entry)
         })),
@@ -303,7 +303,7 @@ fn save_response_cache(store: &mut Store, integration: &str, cache: &ResponseCac
             url,
             etag: entry.etag,
             link: entry.link,
-            body: entry.body.to_vec(),
+            body: entry.body,
         })
         .collect();
     if let Err(e) = store.save_http_cache(integration, &rows) {

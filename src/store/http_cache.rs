@@ -14,7 +14,8 @@ pub struct HttpCacheRow {
     pub url: String,
     pub etag: String,
     pub link: Option<String>,
-    pub body: Vec<u8>,
+    /// Shared with the HTTP layer's cache entry: saving copies nothing.
+    pub body: std::sync::Arc<[u8]>,
 }
 
 impl Store {
@@ -28,7 +29,7 @@ impl Store {
                 url: row.get(0)?,
                 etag: row.get(1)?,
                 link: row.get(2)?,
-                body: row.get(3)?,
+                body: row.get::<_, Vec<u8>>(3)?.into(),
             })
         })?;
         Ok(rows.collect::<Result<_, _>>()?)
@@ -54,7 +55,13 @@ impl Store {
                 "INSERT INTO http_cache (integration, url, etag, link, body) VALUES (?1, ?2, ?3, ?4, ?5)",
             )?;
             for row in rows {
-                insert.execute(params![integration, row.url, row.etag, row.link, row.body])?;
+                insert.execute(params![
+                    integration,
+                    row.url,
+                    row.etag,
+                    row.link,
+                    &*row.body
+                ])?;
             }
         }
         tx.commit()?;
@@ -73,7 +80,7 @@ mod tests {
             url: url.to_owned(),
             etag: "\"e1\"".to_owned(),
             link: None,
-            body: b"[]".to_vec(),
+            body: std::sync::Arc::from(&b"[]"[..]),
         };
         store
             .save_http_cache(
