@@ -82,6 +82,18 @@ pub fn prepare(store: &mut Store, alerts: &AlertsConfig) -> Result<(), StoreErro
     Ok(())
 }
 
+/// Moves a cursor `(seq, done)` over one acknowledged alert (`rule` on the
+/// event `event_seq`): everything before its event is acknowledged, and
+/// this rule of its event. Delivery and `alerts skip` both move cursors so.
+pub(crate) fn acknowledge_one(seq: &mut u64, done: &mut Vec<String>, event_seq: u64, rule: &str) {
+    let before = event_seq.saturating_sub(1);
+    if before > *seq {
+        *seq = before;
+        done.clear();
+    }
+    done.push(rule.to_owned());
+}
+
 /// Gives each configured sink its cursor if it has none yet (`start: end`
 /// starts at the newest event now). Called before a run starts (`sync`, the
 /// daemon) as well as by each delivery pass, so a sink added with
@@ -406,14 +418,7 @@ impl Pass<'_, '_> {
                         return Err("the webhook is not open".to_owned());
                     };
                     hook.post(payload).await.map_err(|e| e.message)?;
-                    // Everything before this event is acknowledged, and
-                    // this rule for this event.
-                    let event_seq = payload.event.seq();
-                    if event_seq - 1 > seq {
-                        seq = event_seq - 1;
-                        done.clear();
-                    }
-                    done.push(payload.rule.to_owned());
+                    acknowledge_one(&mut seq, &mut done, payload.event.seq(), payload.rule);
                     self.ack(stream, seq, &done, 1).await?;
                 }
                 self.ack(stream, last, &[], 0).await?;
@@ -502,4 +507,23 @@ pub(crate) fn owed<'e, 'r>(
         }
     }
     todo
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn acknowledging_one_alert_moves_the_cursor_to_its_event() {
+        let (mut seq, mut done) = (3, vec!["a".to_owned()]);
+        // Another rule of the event after the cursor: same place, one more rule.
+        acknowledge_one(&mut seq, &mut done, 4, "b");
+        assert_eq!(
+            (seq, done.clone()),
+            (3, vec!["a".to_owned(), "b".to_owned()])
+        );
+        // A later event: everything before it is done, then this rule of it.
+        acknowledge_one(&mut seq, &mut done, 9, "c");
+        assert_eq!((seq, done), (8, vec!["c".to_owned()]));
+    }
 }

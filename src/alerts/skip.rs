@@ -327,14 +327,11 @@ fn plan(
             continue;
         };
         let (seq, done) = at(stream);
-        // As a delivery acknowledging just this alert moves the cursor:
-        // everything before its event, and this rule of its event.
-        let to = if head.seq.saturating_sub(1) > seq {
-            (head.seq.saturating_sub(1), vec![head.rule.clone()])
-        } else {
-            let mut done = done.to_vec();
-            done.push(head.rule.clone());
-            (seq, done)
+        // As a delivery acknowledging just this alert moves the cursor.
+        let to = {
+            let (mut to_seq, mut to_done) = (seq, done.to_vec());
+            super::deliver::acknowledge_one(&mut to_seq, &mut to_done, head.seq, &head.rule);
+            (to_seq, to_done)
         };
         return Ok(SkipPlan {
             sink: sink.to_owned(),
