@@ -1157,3 +1157,44 @@ async fn a_failing_delivery_does_not_fail_the_committed_sync() {
     );
     server.shutdown().await;
 }
+
+/// A webhook URL kept in a file (a Slack-style URL is itself a credential)
+/// that does not hold a URL, and an empty secret: each is named by its
+/// reference, never by what the file holds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_referenced_webhook_url_or_secret_that_is_unusable_is_never_echoed() {
+    let home = tempfile::tempdir().expect("tempdir");
+    let db = home.path().join("sextant.db");
+    drop(two_days(&db).await);
+    let url_file = home.path().join("webhook.url");
+    std::fs::write(&url_file, format!("not-a-url/{URL_TOKEN}")).expect("url file");
+    let empty_secret = home.path().join("empty.secret");
+    std::fs::write(&empty_secret, "").expect("secret file");
+    let receiver = Receiver::start().await;
+    for (url, secret, expected) in [
+        (
+            format!("file:{}", url_file.display()),
+            format!("file:{}", empty_secret.display()),
+            "does not hold an http(s) URL; put https://host/path in it",
+        ),
+        (
+            receiver.url.clone(),
+            format!("file:{}", empty_secret.display()),
+            "is empty; put the HMAC key in it",
+        ),
+    ] {
+        let sink = webhook_sink(&url, 0).replace(&format!("env:{SECRET_ENV}"), &secret);
+        let config = alerts(&format!("sinks:\n{sink}{}", rules("[hook]")));
+        let report = deliver(&db, &config).await;
+        let error = sink_error(&report);
+        assert!(error.contains(expected), "{error}");
+        for shown in [error.clone(), format!("{config:?}")] {
+            assert!(!shown.contains(URL_TOKEN), "{shown}");
+        }
+    }
+    assert!(receiver.attempts().is_empty());
+}
+
+fn sink_error(report: &DeliveryReport) -> String {
+    sink(report, "hook").error.clone().unwrap_or_default()
+}
