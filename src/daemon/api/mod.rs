@@ -202,8 +202,11 @@ impl From<TriggerError> for ApiError {
             TriggerError::Service(s) => s.into(),
             TriggerError::Store(s) => s.into(),
             TriggerError::Sync(SyncError::Store(s)) => s.into(),
-            TriggerError::Sync(e @ (SyncError::Disabled(_) | SyncError::UnknownIntegration(_))) => {
+            TriggerError::Sync(e @ SyncError::Disabled(_)) => {
                 ApiError::new(StatusCode::CONFLICT, e.to_string())
+            }
+            TriggerError::Sync(e @ SyncError::UnknownIntegration(_)) => {
+                ApiError::new(StatusCode::NOT_FOUND, e.to_string())
             }
             TriggerError::Sync(e @ SyncError::Source(_)) => ApiError::unprocessable(e.to_string()),
             other => ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, other.to_string()),
